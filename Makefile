@@ -1,0 +1,100 @@
+# skewguard: Lua library with a C core. `make help` lists the targets.
+#
+#   make                 build build/lua5.4/skewguard/core.so (Lua 5.4, the default)
+#   make LUA=luajit      build build/luajit/skewguard/core.so (LuaJIT 2.1 / Lua 5.1 API)
+#   make deps            install every Debian package the project needs (the only list)
+#   make test            luacheck, then the busted suite under Lua 5.4 and under LuaJIT
+#   make asan            the suite with -fsanitize=address,undefined
+#   make valgrind        the suite under valgrind (error exit on errors / definite leaks)
+#   make bench           the benchmarks in bench/
+#   make demo            the main job: the doctor against the stand-in with a skewed clock
+
+LUA ?= lua5.4
+CC ?= cc
+
+# The one list of Debian packages: build, tests, benchmarks, demo.
+# luajit2 is OpenResty's LuaJIT, the one Debian's nginx Lua module links; the
+# plain `luajit` package conflicts with it.
+DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
+  lua5.4 liblua5.4-dev lua5.1 luajit2 libluajit2-5.1-dev \
+  lua-cjson lua-busted lua-check lua-socket luarocks \
+  libcurl4-openssl-dev curl libssl-dev openssl libhiredis-dev \
+  nginx-light libnginx-mod-http-lua chrony faketime \
+  python3 python3-ntplib python3-httpx gnuplot-nox redis-server valgrind procps
+
+ifeq ($(LUA),luajit)
+  LUA_INC ?= /usr/include/luajit-2.1
+  LUA_TAG = luajit
+else
+  LUA_INC ?= /usr/include/$(LUA)
+  LUA_TAG = $(LUA)
+endif
+
+BUILD ?= build/$(LUA_TAG)
+SO = $(BUILD)/skewguard/core.so
+
+WARN = -Wall -Wextra -Werror -pedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CFLAGS ?= -O2 -g
+SG_CFLAGS = -std=c99 $(WARN) -fPIC -fvisibility=hidden -I$(LUA_INC) $(CFLAGS)
+LDLIBS = -lcurl -lssl -lcrypto
+LDFLAGS_SO = -shared
+
+SRCS = $(wildcard csrc/*.c)
+OBJS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
+HDRS = $(wildcard csrc/*.h)
+
+.PHONY: all deps test test-lua54 test-luajit asan valgrind bench lint clean help demo
+
+all: $(SO)
+
+$(BUILD)/obj/%.o: csrc/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(SG_CFLAGS) -c $< -o $@
+
+$(SO): $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_SO) $(SG_CFLAGS) -o $@ $(OBJS) $(LDFLAGS) $(LDLIBS)
+
+deps:
+	@DEB_PACKAGES="$(DEB_PACKAGES)" sh tools/deps.sh
+
+# luacheck, then the busted suite under Lua 5.4 and LuaJIT; ends with one
+# "tests: N passed, N failed" line over both runs.
+test:
+	$(MAKE) all LUA=lua5.4
+	$(MAKE) all LUA=luajit
+	sh tools/test.sh
+
+asan:
+	$(MAKE) all LUA=lua5.4 BUILD=build/asan CC=clang \
+	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+	SG_SANITIZE=asan SKEWGUARD_BUILD=build/asan sh tools/test.sh lua5.4
+
+valgrind:
+	$(MAKE) all LUA=lua5.4
+	SG_SANITIZE=valgrind sh tools/test.sh lua5.4
+
+bench: all
+	$(MAKE) all LUA=luajit
+	sh bench/run.sh
+
+lint:
+	luacheck -q lua spec bin examples bench tools
+
+clean:
+	rm -rf build
+
+help:
+	@sed -n '1,12p' Makefile
+
+# Used by the rockspec (build.type = "make"); also works by hand with a PREFIX.
+PREFIX ?= /usr/local
+INST_LIBDIR ?= $(PREFIX)/lib/lua/5.4
+INST_LUADIR ?= $(PREFIX)/share/lua/5.4
+INST_BINDIR ?= $(PREFIX)/bin
+install: $(SO)
+	install -d $(INST_LIBDIR)/skewguard $(INST_BINDIR)
+	install -m 0755 $(SO) $(INST_LIBDIR)/skewguard/core.so
+	cd lua && find skewguard -name '*.lua' -exec install -D -m 0644 {} $(INST_LUADIR)/{} \;
+	for f in bin/*; do [ -f "$$f" ] && install -m 0755 "$$f" $(INST_BINDIR)/ || true; done
+.PHONY: install

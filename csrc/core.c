@@ -1,0 +1,18 @@
+/* luaopen_skewguard_core: one table holding every C part of skewguard. */
+#include "sg.h"
+
+#ifndef SG_VERSION
+#define SG_VERSION "scm"
+#endif
+
+SG_EXPORT int luaopen_skewguard_core(lua_State *L);
+
+SG_EXPORT int luaopen_skewguard_core(lua_State *L) {
+  lua_newtable(L);
+  sg_open_clock(L);
+  lua_pushliteral(L, SG_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_pushliteral(L, LUA_VERSION);
+  lua_setfield(L, -2, "lua_version");
+  return 1;
+}
