@@ -22,6 +22,25 @@ double sg_wall(void);
 void sg_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                  const luaL_Reg *meta);
 
+/* Secrets and encodings (secret.c). */
+#define SG_FINGERPRINT_LEN 8
+void sg_wipe(void *p, size_t n);                      /* OPENSSL_cleanse */
+/* First 8 hex digits of SHA-256: tells tokens apart in logs, reveals nothing. */
+void sg_fingerprint(const void *secret, size_t n, char out[SG_FINGERPRINT_LEN + 1]);
+int sg_random_bytes(unsigned char *buf, size_t n);   /* CSPRNG; 1 on success */
+/* Standard base64 with padding; `out` needs 4*((n+2)/3)+1 bytes. Returns length. */
+size_t sg_b64_encode(const unsigned char *in, size_t n, char *out);
+/* base64url without padding, NUL-terminated; same buffer size rule. */
+size_t sg_b64url_encode(const unsigned char *in, size_t n, char *out);
+
+/* Skew estimator (skew.c). The userdata block is the struct itself. */
+#define SG_SKEW_MT "skewguard.skew"
+typedef struct sg_skew sg_skew;
+/* The interval [lo, hi] that contains skew = local_wall - server_wall at local wall
+ * time `now_wall`, widened for the age of its samples by the drift bound.
+ * Returns 0 (and leaves lo/hi alone) when the estimator has no samples yet. */
+int sg_skew_interval(const sg_skew *est, double now_wall, double *lo, double *hi);
+
 /* Runtime failure convention: return nil, message, kind. */
 int sg_fail(lua_State *L, const char *kind, const char *fmt, ...);
 

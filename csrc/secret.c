@@ -1,0 +1,43 @@
+/* Secret handling shared by the core: wiping, fingerprints, randomness, base64. */
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include "sg.h"
+
+void sg_wipe(void *p, size_t n) {
+  if (p != NULL && n > 0) OPENSSL_cleanse(p, n);
+}
+
+void sg_fingerprint(const void *secret, size_t n, char out[SG_FINGERPRINT_LEN + 1]) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  int i;
+  SHA256((const unsigned char *)secret, n, md);
+  for (i = 0; i < SG_FINGERPRINT_LEN / 2; i++) {
+    out[2 * i] = hex[md[i] >> 4];
+    out[2 * i + 1] = hex[md[i] & 15];
+  }
+  out[SG_FINGERPRINT_LEN] = '\0';
+  sg_wipe(md, sizeof md);
+}
+
+int sg_random_bytes(unsigned char *buf, size_t n) {
+  return n <= (size_t)0x7fffffff && RAND_bytes(buf, (int)n) == 1;
+}
+
+size_t sg_b64_encode(const unsigned char *in, size_t n, char *out) {
+  return (size_t)EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+}
+
+size_t sg_b64url_encode(const unsigned char *in, size_t n, char *out) {
+  size_t len = sg_b64_encode(in, n, out), i;
+  while (len > 0 && out[len - 1] == '=') len--;
+  for (i = 0; i < len; i++) {
+    if (out[i] == '+') out[i] = '-';
+    else if (out[i] == '/') out[i] = '_';
+  }
+  out[len] = '\0';
+  return len;
+}
