@@ -293,6 +293,20 @@ describe("the Genesys stand-in", function()
       assert.equal(1, s:counter("api_401_forced"))
     end)
 
+    it("models the idle-token timeout; preserveIdleTTL does not reset the idle timer", function()
+      s:control { idle_timeout = 0.5 }
+      local kept, idle = s:token(), s:token()
+      socket.sleep(0.3)
+      assert.equal(200, (api("GET", "/api/v2/organizations/me", kept)))
+      assert.equal(200, (api("GET", "/api/v2/tokens/me?preserveIdleTTL=true", idle)))
+      socket.sleep(0.3)
+      assert.equal(200, (api("GET", "/api/v2/tokens/me?preserveIdleTTL=true", kept)))
+      local status, _, _, body = api("GET", "/api/v2/organizations/me", idle)
+      assert.equal(401, status)
+      assert.equal("credentials.expired", body.code)
+      assert.equal(1, s:counter("api_401_idle"))
+    end)
+
     it("pages /api/v2/routing/queues with nextUri until the last page", function()
       local token = s:token()
       local path, seen, pages = "/api/v2/routing/queues?pageSize=25", {}, 0
@@ -422,6 +436,19 @@ describe("the Genesys stand-in", function()
       assert.equal(5 * 1024 * 1024, #raw)
       assert.equal(tostring(#raw), headers["content-length"])
       assert.equal(5 * 1024 * 1024 - 28, #cjson.decode(raw).padding)
+    end)
+
+    it("can hang or garble the token endpoint", function()
+      s:control { token = { kind = "malformed", count = 1 } }
+      local status, _, raw = s:request { method = "POST", path = "/oauth/token",
+        body = "grant_type=client_credentials",
+        headers = { ["Content-Type"] = "application/x-www-form-urlencoded", Authorization = s:basic_auth() } }
+      assert.equal(200, status)
+      assert.is_nil(require("cjson.safe").decode(raw))
+      s:control { token = { kind = "hang", seconds = 0.3, count = 1 } }
+      local started = socket.gettime()
+      assert.is_string(s:token())
+      assert.is_true(socket.gettime() - started >= 0.3)
     end)
 
     it("rejects bad controls without changing anything", function()
