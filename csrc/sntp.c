@@ -262,16 +262,18 @@ static void push_result(lua_State *L, const sntp_exchange *ex, const sntp_verdic
   push_field_number(L, "rtt", v->t4_mono - ex->t1_mono);
 }
 
-/* nil, message, kind[, kiss code] */
-static int push_failure(lua_State *L, const char *prefix, const sntp_verdict *v) {
+/* nil, message, kind[, kiss code[, address]]: the address lets the caller remember a
+ * Kiss-o'-Death against the server that sent it, whatever name led there. */
+static int push_failure(lua_State *L, const char *prefix, const sntp_verdict *v,
+                        const char *address) {
   lua_pushnil(L);
   lua_pushfstring(L, "%s%s", prefix, v->message);
   lua_pushstring(L, v->kind);
-  if (v->kod_code[0] || strcmp(v->kind, "kiss_of_death") == 0) {
-    lua_pushstring(L, v->kod_code);
-    return 4;
-  }
-  return 3;
+  if (strcmp(v->kind, "kiss_of_death") == 0) lua_pushstring(L, v->kod_code);
+  else lua_pushnil(L);
+  if (address == NULL) return 4;
+  lua_pushstring(L, address);
+  return 5;
 }
 
 static double check_time(lua_State *L, int idx, const char *what) {
@@ -323,7 +325,7 @@ static int l_ex_validate(lua_State *L) {
   if (!ex->sent) return luaL_error(L, "skewguard.sntp: validate() before sent(): T1 is unknown");
   if (exchange_validate(ex, (const unsigned char *)reply, n, ntp_from_wall(wall), wall, mono, &v)
       != SNTP_OK)
-    return push_failure(L, "", &v);
+    return push_failure(L, "", &v, NULL);
   push_result(L, ex, &v);
   return 1;
 }
@@ -461,9 +463,11 @@ static int query_address(sntp_exchange *ex, const struct addrinfo *ai, double de
   return status;
 }
 
-/* core.sntp_query(exchange, host, port, timeout) -> result | nil, message, kind[, code]
+/* core.sntp_query(exchange, host, port, timeout[, refused])
+ *   -> result | nil, message, kind[, code[, address]]
  * Tries every address of `host` (IPv6 and IPv4) within one deadline on the monotonic
- * clock; replies that are not ours are ignored until the deadline. */
+ * clock; replies that are not ours are ignored until the deadline. `refused` maps
+ * numeric addresses to a kiss code: those addresses are not asked at all. */
 static int l_sntp_query(lua_State *L) {
   sntp_exchange *ex = check_exchange(L, 1);
   const char *host = luaL_checkstring(L, 2);
@@ -475,10 +479,12 @@ static int l_sntp_query(lua_State *L) {
   attempt_state st;
   sntp_verdict v;
   double deadline;
-  int rc, status = SNTP_BOGUS;
+  int rc, status = SNTP_BOGUS, asked = 0;
+  char refused_code[8] = "";
 
   luaL_argcheck(L, port >= 1 && port <= 65535, 3, "port must be 1..65535");
   luaL_argcheck(L, isfinite(timeout) && timeout > 0, 4, "timeout must be > 0 seconds");
+  if (!lua_isnoneornil(L, 5)) luaL_checktype(L, 5, LUA_TTABLE);
   deadline = sg_monotonic() + timeout;
   describe_server(&name, host, (int)port, NULL, 0);
   memset(&st, 0, sizeof st);
@@ -495,6 +501,16 @@ static int l_sntp_query(lua_State *L) {
 
   for (ai = res; ai != NULL; ai = ai->ai_next) {
     describe_server(&name, host, (int)port, ai->ai_addr, ai->ai_addrlen);
+    if (lua_istable(L, 5)) {
+      lua_getfield(L, 5, name.address);
+      if (lua_isstring(L, -1)) {
+        snprintf(refused_code, sizeof refused_code, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        continue;
+      }
+      lua_pop(L, 1);
+    }
+    asked++;
     st.net_errno = 0;
     st.net_what = NULL;
     status = query_address(ex, ai, deadline, &v, &st);
@@ -519,7 +535,13 @@ static int l_sntp_query(lua_State *L) {
   if (status == SNTP_FAIL) {
     char prefix[256];
     server_prefix(&name, prefix, sizeof prefix);
-    return push_failure(L, prefix, &v);
+    return push_failure(L, prefix, &v, name.address[0] ? name.address : name.host);
+  }
+  if (asked == 0 && refused_code[0]) {
+    query_fail(L, &name, "kiss_of_death",
+               "not asked: it sent us kiss-o'-death %s earlier", refused_code);
+    lua_pushstring(L, refused_code);
+    return 4;
   }
   if (st.bogus > 0)
     return query_fail(L, &name, "bogus",
