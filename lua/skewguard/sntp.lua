@@ -40,6 +40,71 @@ M.transports = {
   end,
 }
 
+--- A transport in Lua over a LuaSocket-like UDP object, for hosts whose sockets are not
+-- file descriptors we may block on (OpenResty cosockets) and as the reference for the
+-- transport contract. `new_udp()` returns an object with setpeername(host, port),
+-- settimeout(t), send(data), receive() -> data | nil, "timeout" | err, close(), and
+-- optionally getpeername(); `timeout_scale` turns seconds into its timeout unit (1 for
+-- LuaSocket, 1000 for ngx.socket.udp).
+function M.udp_transport(new_udp, timeout_scale)
+  timeout_scale = timeout_scale or 1
+  return function(exchange, host, port, timeout, refused)
+    local label = string.format("SNTP server %s port %d", host, port)
+    local deadline = core.monotonic() + timeout
+    local sock, err = new_udp()
+    if not sock then return nil, label .. ": " .. tostring(err), "network" end
+    local ok
+    ok, err = sock:setpeername(host, port)
+    if not ok then
+      sock:close()
+      return nil, label .. ": " .. tostring(err), "network"
+    end
+    local address = host
+    if sock.getpeername then address = sock:getpeername() or host end
+    if address ~= host then label = string.format("SNTP server %s (%s) port %d", host, address, port) end
+    if refused and refused[address] then
+      sock:close()
+      return nil, label .. ": not asked: it sent us kiss-o'-death " .. refused[address] .. " earlier",
+        "kiss_of_death", refused[address]
+    end
+    local bogus, last_bogus = 0, nil
+    exchange:sent(core.now())
+    ok, err = sock:send(exchange:packet())
+    if not ok then
+      sock:close()
+      return nil, label .. ": send: " .. tostring(err), "network"
+    end
+    while true do
+      local left = deadline - core.monotonic()
+      if left <= 0 then break end
+      sock:settimeout(left * timeout_scale)
+      local data, rerr = sock:receive()
+      local mono, wall = core.now()
+      if data then
+        local res, msg, kind, code = exchange:validate(data, mono, wall)
+        if res then
+          sock:close()
+          res.server, res.bogus = address, bogus
+          return res
+        elseif kind ~= "bogus" then
+          sock:close()
+          return nil, label .. ": " .. msg, kind, code, address
+        end
+        bogus, last_bogus = bogus + 1, msg
+      elseif rerr ~= "timeout" then
+        sock:close()
+        return nil, label .. ": recv: " .. tostring(rerr), "network"
+      end
+    end
+    sock:close()
+    if bogus > 0 then
+      return nil, string.format("%s: no genuine reply within %g s; ignored %d bogus datagram%s (last: %s)",
+        label, timeout, bogus, bogus == 1 and "" or "s", last_bogus), "bogus"
+    end
+    return nil, string.format("%s: no reply within %g s", label, timeout), "timeout"
+  end
+end
+
 -- Kiss-o'-Death memory for this process, keyed by "address port" of the server that
 -- sent the kiss: { code, denied = true } or { code = "RATE", interval, until_mono }.
 local kisses = {}
