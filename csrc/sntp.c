@@ -16,9 +16,15 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include "sg.h"
+
+/* Linux's kernel receive stamp; the control message type equals the option. */
+#if defined(SO_TIMESTAMPNS) && !defined(SCM_TIMESTAMPNS)
+#define SCM_TIMESTAMPNS SO_TIMESTAMPNS
+#endif
 
 #define SNTP_MT "skewguard.sntp_exchange"
 #define SNTP_PACKET_LEN 48
@@ -382,6 +388,54 @@ static int query_fail(lua_State *L, const server_name *s, const char *kind, cons
   return sg_fail(L, kind, "%s%s", prefix, msg);
 }
 
+/* recv() with T4 read as early as possible: the kernel's arrival stamp where the
+ * platform has one (it excludes the wake-up latency after poll, which on a loaded
+ * machine is most of the error), else the clocks right after recv returns. The
+ * monotonic T4 is moved back by the same amount so both clocks describe one instant. */
+static ssize_t receive_stamped(int fd, unsigned char *buf, size_t size, struct timespec *wall,
+                               struct timespec *mono) {
+  struct iovec iov;
+  struct msghdr msg;
+  union {
+    struct cmsghdr align;
+    char space[CMSG_SPACE(sizeof(struct timespec))];
+  } control;
+  ssize_t n;
+  struct cmsghdr *cm;
+  iov.iov_base = buf;
+  iov.iov_len = size;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.space;
+  msg.msg_controllen = sizeof control.space;
+  n = recvmsg(fd, &msg, MSG_DONTWAIT);
+  clock_gettime(CLOCK_REALTIME, wall);
+  clock_gettime(CLOCK_MONOTONIC, mono);
+  if (n < 0) return n;
+#ifdef SO_TIMESTAMPNS
+  for (cm = CMSG_FIRSTHDR(&msg); cm != NULL; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+      struct timespec kernel;
+      double lag;
+      memcpy(&kernel, CMSG_DATA(cm), sizeof kernel);
+      lag = timespec_seconds(wall) - timespec_seconds(&kernel);
+      /* Only a plausible stamp: a wall step between arrival and now voids it. */
+      if (lag >= 0 && lag < 0.1) {
+        double m = timespec_seconds(mono) - lag;
+        *wall = kernel;
+        mono->tv_sec = (time_t)floor(m);
+        mono->tv_nsec = (long)((m - floor(m)) * 1e9);
+        if (mono->tv_nsec > 999999999L) mono->tv_nsec = 999999999L;
+      }
+    }
+  }
+#else
+  (void)cm;
+#endif
+  return n;
+}
+
 /* One address: send, then wait for the genuine reply until the deadline.
  * Returns SNTP_OK (verdict filled), SNTP_FAIL (verdict filled, final answer),
  * or SNTP_BOGUS with errno-ish detail in *err when this address is unusable. */
@@ -405,6 +459,12 @@ static int query_address(sntp_exchange *ex, const struct addrinfo *ai, double de
     st->net_what = "socket";
     return SNTP_BOGUS;
   }
+#ifdef SO_TIMESTAMPNS
+  {
+    int on = 1; /* best effort: without it T4 is read in user space */
+    (void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+  }
+#endif
   if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
     st->net_errno = errno;
     st->net_what = "connect";
@@ -443,10 +503,7 @@ static int query_address(sntp_exchange *ex, const struct addrinfo *ai, double de
       break;
     }
     if (rc == 0) continue; /* the loop head decides on the deadline */
-    n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    /* T4 as early as possible after the datagram arrived. */
-    clock_gettime(CLOCK_REALTIME, &w4);
-    clock_gettime(CLOCK_MONOTONIC, &m4);
+    n = receive_stamped(fd, buf, sizeof buf, &w4, &m4);
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
       st->net_errno = errno; /* ECONNREFUSED: nothing listens at this address */

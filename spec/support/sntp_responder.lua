@@ -46,17 +46,20 @@ local function short_format(seconds)
   return string.pack(">I4", math.floor(seconds * 65536 + 0.5) & 0xffffffff)
 end
 
-local function build(request_transmit, origin, t2, t3, c)
+-- The first 40 bytes; the transmit stamp is appended at the last moment.
+local function build_head(origin, t2, c)
   local first = (c.leap << 6) | (c.version << 3) | c.mode
   local refid = c.kod or c.refid or "\127\0\0\1"
   refid = (refid .. "\0\0\0\0"):sub(1, 4)
   local stratum = c.kod and 0 or c.stratum
-  local pkt = string.pack(">BBbb", first, stratum, c.poll, c.precision)
+  return string.pack(">BBbb", first, stratum, c.poll, c.precision)
     .. short_format(c.root_delay) .. short_format(c.root_dispersion) .. refid
     .. ntp(t2) -- reference timestamp: when we last "set" our clock
-    .. origin .. ntp(t2) .. (c.zero_transmit and string.rep("\0", 8) or ntp(t3))
-  assert(#pkt == 48 and request_transmit)
-  return pkt
+    .. origin .. ntp(t2)
+end
+
+local function transmit(c, t3)
+  return c.zero_transmit and string.rep("\0", 8) or ntp(t3)
 end
 
 local function apply(args)
@@ -109,24 +112,27 @@ while true do
         local until_ = now + c.hold
         repeat until socket.gettime() >= until_ -- busy: a sleep would overshoot
       end
-      local t3 = socket.gettime() + offset
-      if c.receive_after_transmit then t2, t3 = t3 + 0.5, t2 end
       stats.offset = offset
-      stats.t2 = string.format("%08x", (ntp_parts(t2)))
-      stats.t3 = string.format("%08x", (ntp_parts(t3)))
       if c.echo then
         udp:sendto(data, ip, from_port)
       else
+        local genuine = build_head(request_transmit, t2, c)
         if c.spoof then
           local wrong = string.pack(">I4I4", math.random(0, 0xffffffff), math.random(0, 0xffffffff))
           local spoof_cfg = setmetatable({ kod = false }, { __index = c })
-          udp:sendto(build(request_transmit, wrong, t2 + 999, t3 + 999, spoof_cfg), ip, from_port)
+          udp:sendto(build_head(wrong, t2 + 999, spoof_cfg) .. transmit(c, socket.gettime() + offset + 999),
+            ip, from_port)
         end
-        if c.spoof ~= "only" then
-          local pkt = build(request_transmit, request_transmit, t2, t3, c)
-          if c.short then pkt = pkt:sub(1, c.short) end
-          udp:sendto(pkt, ip, from_port)
-        end
+        -- T3 as late as possible: whatever runs after it lengthens the return leg only.
+        local t3 = socket.gettime() + offset
+        local t2_stamp = t2
+        if c.receive_after_transmit then t2_stamp, t3 = t3 + 0.5, t2 end
+        if t2_stamp ~= t2 then genuine = build_head(request_transmit, t2_stamp, c) end
+        local pkt = genuine .. transmit(c, t3)
+        if c.short then pkt = pkt:sub(1, c.short) end
+        if c.spoof ~= "only" then udp:sendto(pkt, ip, from_port) end
+        stats.t2 = string.format("%08x", (ntp_parts(t2_stamp)))
+        stats.t3 = string.format("%08x", (ntp_parts(t3)))
       end
     end
   end
