@@ -1,5 +1,5 @@
 -- skewguard.sntp and the blocking C query against a real SNTP responder process on
--- loopback (spec/support/sntp_responder.lua), case by case.
+-- loopback (spec/support/sntp_responder.py), case by case.
 local core = require "skewguard.core"
 local sntp = require "skewguard.sntp"
 local errors = require "skewguard.errors"

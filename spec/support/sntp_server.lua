@@ -1,4 +1,4 @@
--- Starts spec/support/sntp_responder.lua in its own process and drives it over its
+-- Starts spec/support/sntp_responder.py in its own process and drives it over its
 -- control protocol. Always stop() it (in a finally or teardown).
 local socket = require "socket"
 
@@ -10,7 +10,8 @@ Server.__index = Server
 function M.start(address)
   address = address or "127.0.0.1"
   -- env -u LD_PRELOAD: under `make asan` the test interpreter preloads the ASan runtime.
-  local handle = assert(io.popen("exec env -u LD_PRELOAD lua5.4 spec/support/sntp_responder.lua "
+  -- Debian's python3 by path: `python3` on PATH may be a pyenv shim.
+  local handle = assert(io.popen("exec env -u LD_PRELOAD /usr/bin/python3 spec/support/sntp_responder.py "
     .. address, "r"))
   local line = handle:read("*l")
   local port = tonumber(line and line:match("^PORT (%d+)$"))
