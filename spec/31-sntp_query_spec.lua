@@ -111,19 +111,17 @@ describe("sntp against a loopback responder", function()
       assert.equal(math.min(delays[1], delays[2], delays[3], delays[4]), r.delay)
     end)
 
-    it("and feeds the estimator the interval skew ± uncertainty", function()
-      -- Duck-typed until the interval estimator (skewguard.skew) is merged.
-      local seen = {}
-      local estimator = { observe_interval = function(self, lo, hi, source)
-        seen[#seen + 1] = { self = self, lo = lo, hi = hi, source = source }
-      end }
+    it("and feeds the skew estimator the interval skew ± uncertainty", function()
+      local estimator = require("skewguard.skew").new()
       local r = assert(query({ estimator = estimator }))
-      assert.equal(1, #seen)
-      assert.equal(estimator, seen[1].self)
-      assert.equal(r.skew - r.uncertainty, seen[1].lo)
-      assert.equal(r.skew + r.uncertainty, seen[1].hi)
-      assert.equal("sntp", seen[1].source)
-      assert.is_true(seen[1].lo <= -OFFSET and -OFFSET <= seen[1].hi)
+      assert.equal(1, estimator:samples())
+      assert.same({ "sntp" }, estimator:sources())
+      local lo, hi = estimator:bounds()
+      -- the estimator widens by its drift bound (50 ppm) for the sample's age: nanoseconds here
+      assert.is_true(math.abs(lo - (r.skew - r.uncertainty)) < 1e-6, "lo " .. lo)
+      assert.is_true(math.abs(hi - (r.skew + r.uncertainty)) < 1e-6, "hi " .. hi)
+      assert.is_true(lo <= -OFFSET and -OFFSET <= hi)
+      assert.is_true(math.abs(estimator:skew() + OFFSET) <= r.uncertainty)
     end)
   end)
 
