@@ -10,6 +10,7 @@ SG_EXPORT int luaopen_skewguard_core(lua_State *L);
 SG_EXPORT int luaopen_skewguard_core(lua_State *L) {
   lua_newtable(L);
   sg_open_clock(L);
+  sg_open_token(L);
   lua_pushliteral(L, SG_VERSION);
   lua_setfield(L, -2, "version");
   lua_pushliteral(L, LUA_VERSION);

@@ -11,6 +11,7 @@
 /* Each part of the core registers its functions and classes into the module
  * table that is on the top of the stack. */
 void sg_open_clock(lua_State *L);
+void sg_open_token(lua_State *L);
 
 /* Clocks (clock.c): float seconds. */
 double sg_monotonic(void);
