@@ -79,7 +79,7 @@ bench: all
 	sh bench/run.sh
 
 lint:
-	luacheck -q lua spec bin examples bench tools
+	luacheck -q $(wildcard lua spec bin examples bench tools)
 
 clean:
 	rm -rf build
