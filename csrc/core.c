@@ -11,6 +11,7 @@ SG_EXPORT int luaopen_skewguard_core(lua_State *L) {
   lua_newtable(L);
   sg_open_clock(L);
   sg_open_token(L);
+  sg_open_http(L);
   lua_pushliteral(L, SG_VERSION);
   lua_setfield(L, -2, "version");
   lua_pushliteral(L, LUA_VERSION);

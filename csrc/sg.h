@@ -12,6 +12,7 @@
  * table that is on the top of the stack. */
 void sg_open_clock(lua_State *L);
 void sg_open_token(lua_State *L);
+void sg_open_http(lua_State *L);
 
 /* Clocks (clock.c): float seconds. */
 double sg_monotonic(void);
