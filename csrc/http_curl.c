@@ -347,20 +347,24 @@ static int l_request(lua_State *L) {
   lua_getfield(L, 2, "body");         /* 5 */
   lua_getfield(L, 2, "headers");      /* 6 */
   lua_getfield(L, 2, "timeout");      /* 7 */
-  url = luaL_checkstring(L, 3);
-  method = lua_isnil(L, 4) ? "GET" : luaL_checkstring(L, 4);
-  if (!lua_isnil(L, 5)) body = luaL_checklstring(L, 5, &body_n);
-  if (!lua_isnil(L, 6)) luaL_checktype(L, 6, LUA_TTABLE);
+  if (lua_type(L, 3) != LUA_TSTRING) luaL_error(L, "skewguard.http: req.url must be a string");
+  if (!lua_isnil(L, 4) && lua_type(L, 4) != LUA_TSTRING) luaL_error(L, "skewguard.http: req.method must be a string");
+  if (!lua_isnil(L, 5) && lua_type(L, 5) != LUA_TSTRING) luaL_error(L, "skewguard.http: req.body must be a string");
+  if (!lua_isnil(L, 6) && !lua_istable(L, 6)) luaL_error(L, "skewguard.http: req.headers must be a table");
+  if (!lua_isnil(L, 7) && lua_type(L, 7) != LUA_TNUMBER) luaL_error(L, "skewguard.http: req.timeout must be a number");
+  url = lua_tostring(L, 3);
+  method = lua_isnil(L, 4) ? "GET" : lua_tostring(L, 4);
+  if (!lua_isnil(L, 5)) body = lua_tolstring(L, 5, &body_n);
   timeout = h->timeout;
   if (!lua_isnil(L, 7)) {
-    timeout = luaL_checknumber(L, 7);
-    if (!(timeout > 0 && timeout < 1e6)) luaL_argerror(L, 2, "timeout must be > 0 seconds");
+    timeout = lua_tonumber(L, 7);
+    if (!(timeout > 0 && timeout < 1e6)) luaL_error(L, "skewguard.http: req.timeout must be > 0 seconds");
   }
   {
     size_t i, mn = strlen(method);
-    if (mn == 0 || mn > 16) luaL_argerror(L, 2, "bad method");
+    if (mn == 0 || mn > 16) luaL_error(L, "skewguard.http: req.method is empty or too long");
     for (i = 0; i < mn; i++)
-      if (!isupper((unsigned char)method[i])) luaL_argerror(L, 2, "method must be upper-case letters");
+      if (!isupper((unsigned char)method[i])) luaL_error(L, "skewguard.http: req.method must be upper-case letters");
   }
   headers = build_headers(L, 6, &bad);
   if (headers == NULL) return luaL_error(L, "skewguard.http: %s", bad);
