@@ -698,14 +698,16 @@ static int l_authorize_url(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   url = req_string_field(L, 2, "authorize_url", &un);
   redirect = req_string_field(L, 2, "redirect_uri", &rn);
-  challenge = req_string_field(L, 2, "code_challenge", &cn);
+  challenge = opt_string_field(L, 2, "code_challenge", &cn); /* confidential clients may omit it */
   wbuf_add(&b, url, un);
   if (memchr(url, '?', un) == NULL) wbuf_add(&b, "?", 1);
   wbuf_param(&b, "response_type", "code", 4, 0);
   wbuf_param(&b, "client_id", t->client_id.p, t->client_id.n, 0);
   wbuf_param(&b, "redirect_uri", redirect, rn, 0);
-  wbuf_param(&b, "code_challenge", challenge, cn, 0);
-  wbuf_param(&b, "code_challenge_method", "S256", 4, 0);
+  if (challenge != NULL) {
+    wbuf_param(&b, "code_challenge", challenge, cn, 0);
+    wbuf_param(&b, "code_challenge_method", "S256", 4, 0);
+  }
   for (i = 0; optional[i] != NULL; i++) {
     v = opt_string_field(L, 2, optional[i], &n);
     if (v != NULL) wbuf_param(&b, optional[i], v, n, 0);

@@ -336,6 +336,12 @@ describe("token userdata", function()
         tok:authorize_url({ authorize_url = "https://h/a?x=1", redirect_uri = "r", code_challenge = "c" }))
     end)
 
+    it("leaves out the challenge for a confidential client that sends none", function()
+      local tok = new_token({ client_id = "c" })
+      assert.equal("https://h/a?response_type=code&client_id=c&redirect_uri=r",
+        tok:authorize_url({ authorize_url = "https://h/a", redirect_uri = "r" }))
+    end)
+
     it("raises on missing fields, which is misuse", function()
       local tok = new_token()
       assert.has_error(function() tok:authorization_code_request({ code = "c" }) end)
