@@ -314,7 +314,6 @@ static int l_attach_estimator(lua_State *L) {
 static int skew_bounds(lua_State *L, sg_token *t, int opts, double wall, double *lo, double *hi) {
   double l = opt_number_field(L, opts, "skew_lo", NAN);
   double h = opt_number_field(L, opts, "skew_hi", NAN);
-  (void)wall;
   if (!isnan(l) || !isnan(h)) {
     if (isnan(l) || isnan(h) || !(l <= h) || !isfinite(l) || !isfinite(h))
       luaL_error(L, "skewguard.token: skew_lo and skew_hi must be finite with lo <= hi");
@@ -322,7 +321,15 @@ static int skew_bounds(lua_State *L, sg_token *t, int opts, double wall, double 
     *hi = h;
     return 1;
   }
-  (void)t;
+  if (t->estimator_ref != LUA_NOREF) {
+    const sg_skew *est;
+    int known;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->estimator_ref);
+    est = (const sg_skew *)sg_testudata(L, -1, SG_SKEW_MT);
+    known = est != NULL && sg_skew_interval(est, wall, lo, hi);
+    lua_pop(L, 1);
+    return known;
+  }
   return 0;
 }
 

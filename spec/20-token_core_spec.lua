@@ -199,6 +199,24 @@ describe("token userdata", function()
       assert.equal("fresh", (tok:state(mono0 + 2.6)))
     end)
 
+    it("converts through an attached estimator", function()
+      local est = require("skewguard.skew").new({ wall = function() return wall0 end })
+      local tok = new_token()
+      tok:attach_estimator(est)
+      -- no samples yet: server times are not used
+      tok:accept(answer({ expires_in = 3600 }), mono0, { now = mono0, t_send_wall = wall0, exp = wall0 })
+      assert.near(mono0 + 3600, tok:info(mono0).deadline, 1e-6)
+      est:observe_interval(-300.5, -299.5, "test", wall0)
+      tok:accept(answer({ expires_in = 3600 }), mono0,
+        { now = mono0, t_send_wall = wall0, exp = wall0 + 300 + 1000, nbf = wall0 + 300 + 2 })
+      assert.near(mono0 + 1000 - 0.5, tok:info(mono0).deadline, 1e-6)
+      assert.near(mono0 + 2 - 0.5 + 1, tok:info(mono0).valid_from, 1e-6)
+      tok:attach_estimator(nil)
+      tok:accept(answer({ expires_in = 3600 }), mono0, { now = mono0, t_send_wall = wall0, exp = wall0 })
+      assert.near(mono0 + 3600, tok:info(mono0).deadline, 1e-6)
+      assert.has_error(function() tok:attach_estimator({}) end)
+    end)
+
     it("ignores server times while the skew is unknown", function()
       local tok = new_token()
       tok:accept(answer({ expires_in = 3600 }), mono0,

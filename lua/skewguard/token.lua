@@ -8,6 +8,7 @@ local core = require "skewguard.core"
 local errors = require "skewguard.errors"
 local cjson = require "cjson.safe"
 local logmod = require "skewguard.log"
+local jwt = require "skewguard.jwt"
 
 local M = {}
 local Manager = {}
@@ -62,6 +63,7 @@ function M.new(opts)
   local tok = core.token({ client_id = opts.client_id, client_secret = opts.client_secret or false,
     buffer = opts.buffer, jitter = opts.jitter, advisory_max = opts.advisory_max,
     advisory_fraction = opts.advisory_fraction, stale_refresh = (opts.timeout or 30) + 5 })
+  if opts.estimator then tok:attach_estimator(opts.estimator) end
   local self = setmetatable({
     grant = grant,
     token_url = opts.token_url,
@@ -135,8 +137,7 @@ end
 
 -- The accept() options for server times: JWT exp/nbf, and the iat sample.
 function Manager:_server_times(access_token, res)
-  local ok, jwt = pcall(require, "skewguard.jwt")
-  if not ok or not access_token:find("^[%w_-]+%.[%w_-]+%.[%w_-]*$") then return {} end
+  if not access_token:find("^[%w_-]+%.[%w_-]+%.[%w_-]*$") then return {} end
   local claims = jwt.claims(access_token)
   if not claims then return {} end -- opaque after all: expires_in alone governs
   local est = self.estimator
@@ -148,12 +149,8 @@ function Manager:_server_times(access_token, res)
       self.counters.iat_samples = self.counters.iat_samples + 1
     end
   end
-  local out = { exp = claims.exp, nbf = claims.nbf }
-  if est then
-    local lo, hi = est:bounds(res.t_recv_wall)
-    if lo then out.skew_lo, out.skew_hi = lo, hi end
-  end
-  return out
+  -- converted in the token userdata through the attached estimator
+  return { exp = claims.exp, nbf = claims.nbf }
 end
 
 -- Sends one token request and stores the answer. Returns generation | nil, err.
