@@ -20,7 +20,7 @@ DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
   lua-cjson lua-busted lua-check lua-socket luarocks \
   libcurl4-openssl-dev curl libssl-dev openssl libhiredis-dev \
   nginx-light libnginx-mod-http-lua chrony faketime \
-  python3 python3-ntplib python3-httpx gnuplot-nox redis-server valgrind procps
+  python3 python3-ntplib python3-httpx gnuplot-nox redis-server valgrind procps wrk
 
 ifeq ($(LUA),luajit)
   LUA_INC ?= /usr/include/luajit-2.1

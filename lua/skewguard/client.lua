@@ -3,6 +3,7 @@
 -- typed errors. Genesys specifics (hosts, error bodies) come from genesys.lua;
 -- this file would serve any OAuth2-protected JSON API the same way.
 local cjson = require "cjson.safe"
+local core = require "skewguard.core"
 local errors = require "skewguard.errors"
 local backoff = require "skewguard.backoff"
 local ratelimit = require "skewguard.ratelimit"
@@ -129,16 +130,12 @@ end
 function Client:_retry_after(res)
   local value = res.headers and res.headers["retry-after"]
   if not value then return nil end
-  local core = require "skewguard.core"
   local n, form = core.parse_retry_after(value)
   if not n then return nil end
   if form == "delta" then return n end
-  local lo, hi = nil, nil
-  if self.estimator then lo, hi = self.estimator:bounds() end
-  if not hi then lo, hi = 0, 0 end
-  local _ = lo
-  -- server time n corresponds to local wall n + skew; the latest such is n + hi.
-  local wait = n + hi - (res.t_recv_wall or self.transport:wall())
+  -- server time n corresponds to local wall n + skew; the latest such is n + hi
+  local at = self.estimator and self.estimator:to_local(n, "late") or n
+  local wait = at - (res.t_recv_wall or self.transport:wall())
   return wait > 0 and wait or 0
 end
 
