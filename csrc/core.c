@@ -17,6 +17,8 @@ SG_EXPORT int luaopen_skewguard_core(lua_State *L) {
   sg_open_pkce(L);
   sg_open_skew(L);
   sg_open_sntp(L);
+  sg_open_token(L);
+  sg_open_http(L);
   lua_pushliteral(L, SG_VERSION);
   lua_setfield(L, -2, "version");
   lua_pushliteral(L, LUA_VERSION);
