@@ -338,7 +338,9 @@ Client.put = with_body("PUT")
 Client.patch = with_body("PATCH")
 
 --- Iterates the entities of a paged list, following nextUri (or pageNumber up
--- to pageCount). Yields item, nil; on failure yields nil, err once and stops.
+-- to pageCount). Yields item, nil; on failure yields false, err once and then
+-- stops (false, not nil: a generic for ends at a nil first value and would
+-- swallow the error).
 function Client:paginate(path, query)
   local q = {}
   for k, v in pairs(query or {}) do q[k] = v end
@@ -363,11 +365,11 @@ function Client:paginate(path, query)
         end
       end
       local res, err = self:request("GET", next_path, { query = next_query })
-      if not res then done = true; return nil, err end
+      if not res then done = true; return false, err end
       local body, jerr = res:json()
       if type(body) ~= "table" or type(body.entities) ~= "table" then
         done = true
-        return nil, jerr or errors.new("protocol", "a list page without entities",
+        return false, jerr or errors.new("protocol", "a list page without entities",
           { correlation_id = res.correlation_id })
       end
       page, index = body, 0
