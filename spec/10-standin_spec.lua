@@ -488,6 +488,19 @@ describe("the stand-in process", function()
     assert.is_false(alive(s.pid))
   end)
 
+  it("refuses bad options with a message, starting nothing", function()
+    for option, message in pairs {
+      ["--offset soon"] = "--offset must be a number, got 'soon'",
+      ["--workers 0"] = "--workers must be a whole number >= 1",
+      ["--bogus"] = "unknown option --bogus",
+    } do
+      local out = sh("sh tools/standin/run start " .. option .. " 2>&1; echo \"exit $?\"")
+      assert.matches(message, out, 1, true)
+      assert.matches("exit 1\n$", out)
+      assert.is_nil(out:match("standin: http"))
+    end
+  end)
+
   it("stops by itself when its owner process is gone", function()
     local owner = sh("sleep 30 >/dev/null 2>&1 & echo $!"):match("%d+")
     local out = sh("sh tools/standin/run start --owner-pid " .. owner)
