@@ -43,6 +43,11 @@ SRCS = $(wildcard csrc/*.c)
 OBJS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
 HDRS = $(wildcard csrc/*.h)
 
+demo:
+	@DEB_PACKAGES="$(DEB_PACKAGES)" sh tools/deps.sh
+	$(MAKE) -s all LUA=lua5.4
+	sh tools/demo.sh
+
 .PHONY: all deps test test-lua54 test-luajit asan valgrind bench lint clean help demo
 
 all: $(SO)

@@ -16,6 +16,7 @@ SG_EXPORT int luaopen_skewguard_core(lua_State *L) {
   sg_open_httpdate(L);
   sg_open_pkce(L);
   sg_open_skew(L);
+  sg_open_sntp(L);
   sg_open_token(L);
   sg_open_http(L);
   lua_pushliteral(L, SG_VERSION);

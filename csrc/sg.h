@@ -17,6 +17,7 @@ void sg_open_jwt(lua_State *L);      /* jwt_payload */
 void sg_open_httpdate(lua_State *L); /* parse_http_date, format_http_date, parse_retry_after */
 void sg_open_pkce(lua_State *L);     /* pkce_verifier, pkce_challenge */
 void sg_open_skew(lua_State *L);     /* skew_new and the skewguard.skew class */
+void sg_open_sntp(lua_State *L);    /* sntp_request, sntp_query, the skewguard.sntp_exchange class */
 void sg_open_token(lua_State *L);    /* token and the skewguard.token class */
 void sg_open_http(lua_State *L);     /* http, sleep, curl_version and the skewguard.http class */
 

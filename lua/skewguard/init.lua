@@ -6,7 +6,8 @@ local M = { _VERSION = "skewguard scm" }
 local lazy = {
   core = "skewguard.core", errors = "skewguard.errors", genesys = "skewguard.genesys",
   skew = "skewguard.skew", sntp = "skewguard.sntp", token = "skewguard.token",
-  client = "skewguard.client", jwt = "skewguard.jwt",
+  client = "skewguard.client", jwt = "skewguard.jwt", log = "skewguard.log", doctor = "skewguard.doctor",
+  regions = "skewguard.regions",
 }
 
 return setmetatable(M, {
