@@ -20,7 +20,7 @@ DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
   lua-cjson lua-busted lua-check lua-socket luarocks \
   libcurl4-openssl-dev curl libssl-dev openssl libhiredis-dev \
   nginx-light libnginx-mod-http-lua chrony faketime \
-  python3 python3-ntplib python3-httpx gnuplot-nox redis-server valgrind procps
+  python3 python3-ntplib python3-httpx gnuplot-nox redis-server valgrind procps wrk
 
 ifeq ($(LUA),luajit)
   LUA_INC ?= /usr/include/luajit-2.1
@@ -42,6 +42,11 @@ LDFLAGS_SO = -shared
 SRCS = $(wildcard csrc/*.c)
 OBJS = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRCS))
 HDRS = $(wildcard csrc/*.h)
+
+demo:
+	@DEB_PACKAGES="$(DEB_PACKAGES)" sh tools/deps.sh
+	$(MAKE) -s all LUA=lua5.4
+	sh tools/demo.sh
 
 .PHONY: all deps test test-lua54 test-luajit asan valgrind bench lint clean help demo
 

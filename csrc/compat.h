@@ -50,6 +50,24 @@ static inline void *sg_testudata(lua_State *L, int ud, const char *tname) {
 #endif
 #endif
 
+/* One Lua value attached to a userdata (5.4 user value, 5.2/5.3 uservalue,
+ * 5.1 environment table). It is always a table here, which all versions accept:
+ * sg_setuservalue pops a table into the userdata at `idx`; sg_getuservalue
+ * pushes it. Create the userdata with sg_newuserdata_uv. */
+#if LUA_VERSION_NUM >= 504
+#define sg_newuserdata_uv(L, sz) lua_newuserdatauv((L), (sz), 1)
+#define sg_setuservalue(L, idx) ((void)lua_setiuservalue((L), (idx), 1))
+#define sg_getuservalue(L, idx) ((void)lua_getiuservalue((L), (idx), 1))
+#elif LUA_VERSION_NUM >= 502
+#define sg_newuserdata_uv(L, sz) lua_newuserdata((L), (sz))
+#define sg_setuservalue(L, idx) lua_setuservalue((L), (idx))
+#define sg_getuservalue(L, idx) ((void)lua_getuservalue((L), (idx)))
+#else
+#define sg_newuserdata_uv(L, sz) lua_newuserdata((L), (sz))
+#define sg_setuservalue(L, idx) ((void)lua_setfenv((L), (idx)))
+#define sg_getuservalue(L, idx) lua_getfenv((L), (idx))
+#endif
+
 /* Push an integer that may exceed the range of lua_Integer on 5.1 (a double there). */
 #if LUA_VERSION_NUM >= 503
 #define sg_pushint64(L, v) lua_pushinteger((L), (lua_Integer)(v))

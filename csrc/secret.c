@@ -41,3 +41,17 @@ size_t sg_b64url_encode(const unsigned char *in, size_t n, char *out) {
   out[len] = '\0';
   return len;
 }
+
+static int l_fingerprint(lua_State *L) {
+  size_t n;
+  const char *secret = luaL_checklstring(L, 1, &n);
+  char out[SG_FINGERPRINT_LEN + 1];
+  sg_fingerprint(secret, n, out);
+  lua_pushlstring(L, out, SG_FINGERPRINT_LEN);
+  return 1;
+}
+
+void sg_open_secret(lua_State *L) {
+  static const luaL_Reg fns[] = {{"fingerprint", l_fingerprint}, {NULL, NULL}};
+  sg_setfuncs(L, fns, 0);
+}

@@ -11,6 +11,15 @@
 /* Each part of the core registers its functions and classes into the module
  * table that is on the top of the stack. */
 void sg_open_clock(lua_State *L);
+void sg_open_secret(lua_State *L);   /* fingerprint */
+void sg_open_b64(lua_State *L);      /* b64url_encode, b64url_decode */
+void sg_open_jwt(lua_State *L);      /* jwt_payload */
+void sg_open_httpdate(lua_State *L); /* parse_http_date, format_http_date, parse_retry_after */
+void sg_open_pkce(lua_State *L);     /* pkce_verifier, pkce_challenge */
+void sg_open_skew(lua_State *L);     /* skew_new and the skewguard.skew class */
+void sg_open_sntp(lua_State *L);    /* sntp_request, sntp_query, the skewguard.sntp_exchange class */
+void sg_open_token(lua_State *L);    /* token and the skewguard.token class */
+void sg_open_http(lua_State *L);     /* http, sleep, curl_version and the skewguard.http class */
 
 /* Clocks (clock.c): float seconds. */
 double sg_monotonic(void);
@@ -32,6 +41,21 @@ int sg_random_bytes(unsigned char *buf, size_t n);   /* CSPRNG; 1 on success */
 size_t sg_b64_encode(const unsigned char *in, size_t n, char *out);
 /* base64url without padding, NUL-terminated; same buffer size rule. */
 size_t sg_b64url_encode(const unsigned char *in, size_t n, char *out);
+
+/* Strict base64url decoding (b64.c): url alphabet, padding optional but only
+ * as a whole group, no stray bits. `out` needs SG_B64_DECODED_MAX(n) bytes. */
+#define SG_B64_OK 0
+#define SG_B64_BADCHAR 1
+#define SG_B64_BADLEN 2
+#define SG_B64_BADPAD 3
+#define SG_B64_BADBITS 4
+#define SG_B64_DECODED_MAX(n) ((((n) + 3) / 4) * 3 + 1)
+int sg_b64url_decode(const char *in, size_t n, unsigned char *out, size_t *outlen);
+const char *sg_b64_error(int code); /* a message for a nonzero result */
+
+/* HTTP-date (httpdate.c): the three forms of RFC 9110 §5.6.7, checked strictly,
+ * converted by curl_getdate. Returns 1 and the Unix time, or 0. */
+int sg_http_date_parse(const char *s, size_t n, int64_t *unix_time);
 
 /* Skew estimator (skew.c). The userdata block is the struct itself. */
 #define SG_SKEW_MT "skewguard.skew"

@@ -3,6 +3,7 @@
 -- typed errors. Genesys specifics (hosts, error bodies) come from genesys.lua;
 -- this file would serve any OAuth2-protected JSON API the same way.
 local cjson = require "cjson.safe"
+local core = require "skewguard.core"
 local errors = require "skewguard.errors"
 local backoff = require "skewguard.backoff"
 local ratelimit = require "skewguard.ratelimit"
@@ -83,7 +84,7 @@ function M.new(cfg)
     limiter = nil, limiter_key = nil,
     counters = {
       requests = 0, responses = 0, retries_401 = 0, retries_429 = 0, retries_5xx = 0,
-      retries_network = 0, rate_limit_waits = 0, wait_seconds = 0, skew_samples = 0,
+      retries_network = 0, rate_limit_waits = 0, wait_seconds = 0, skew_samples = 0, token_retries = 0,
     },
   }, Client)
   return self
@@ -129,16 +130,12 @@ end
 function Client:_retry_after(res)
   local value = res.headers and res.headers["retry-after"]
   if not value then return nil end
-  local core = require "skewguard.core"
   local n, form = core.parse_retry_after(value)
   if not n then return nil end
   if form == "delta" then return n end
-  local lo, hi = nil, nil
-  if self.estimator then lo, hi = self.estimator:bounds() end
-  if not hi then lo, hi = 0, 0 end
-  local _ = lo
-  -- server time n corresponds to local wall n + skew; the latest such is n + hi.
-  local wait = n + hi - (res.t_recv_wall or self.transport:wall())
+  -- server time n corresponds to local wall n + skew; the latest such is n + hi
+  local at = self.estimator and self.estimator:to_local(n, "late") or n
+  local wait = at - (res.t_recv_wall or self.transport:wall())
   return wait > 0 and wait or 0
 end
 
@@ -224,7 +221,7 @@ function Client:request(method, path, opts)
   local attempts = 0
   local c = self.counters
   while true do
-    local access, gen, tkey = self.tokens:get()
+    local access, gen, tkey = self:_token()
     if not access then return nil, gen end
     self:_rate_wait(tkey or gen)
     req.headers.authorization = "Bearer " .. access
@@ -285,6 +282,48 @@ function Client:request(method, path, opts)
   end
 end
 
+-- Token-endpoint trouble that passes: its own rate limit (Genesys answers 400
+-- "rate limit exceeded"), 5xx and network errors. Retried with backoff, never
+-- in a tight loop; anything else (bad credentials, config) fails at once.
+local TRANSIENT_TOKEN = { rate_limited = true, unavailable = true, network = true }
+
+function Client:_token()
+  local attempts = 0
+  while true do
+    local access, gen, fingerprint = self.tokens:get()
+    if access then return access, gen, fingerprint end
+    local err = gen
+    attempts = attempts + 1
+    if not TRANSIENT_TOKEN[err.kind] or attempts > self.max_retries then return nil, err end
+    local wait = backoff.delay(attempts, math.max(1, self.backoff_base), self.backoff_cap, self.random)
+    if err.retry_after and err.retry_after > wait then wait = err.retry_after end
+    if wait > self.max_retry_after then return nil, err end
+    self.counters.token_retries = self.counters.token_retries + 1
+    self.log:warn("token endpoint trouble, retrying", { kind = err.kind, attempt = attempts, seconds = wait,
+      correlation_id = err.correlation_id })
+    self:_sleep(wait, "token endpoint " .. err.kind)
+  end
+end
+
+--- A valid access token (renewing if needed), or nil, err.
+function Client:token()
+  local access, err = self:_token()
+  return access, err
+end
+
+--- Logs in now (request() does it lazily). For authorization_code and pkce,
+-- args carry the code (and redirect_uri, code_verifier).
+function Client:login(args)
+  return self.tokens:login(args)
+end
+
+function Client:authorize_url(args) return self.tokens:authorize_url(args) end
+
+function Client:close()
+  self.tokens:close()
+  if self.transport.close then self.transport:close() end
+end
+
 function Client:get(path, opts) return self:request("GET", path, opts) end
 function Client:delete(path, opts) return self:request("DELETE", path, opts) end
 local function with_body(method)
@@ -299,7 +338,9 @@ Client.put = with_body("PUT")
 Client.patch = with_body("PATCH")
 
 --- Iterates the entities of a paged list, following nextUri (or pageNumber up
--- to pageCount). Yields item, nil; on failure yields nil, err once and stops.
+-- to pageCount). Yields item, nil; on failure yields false, err once and then
+-- stops (false, not nil: a generic for ends at a nil first value and would
+-- swallow the error).
 function Client:paginate(path, query)
   local q = {}
   for k, v in pairs(query or {}) do q[k] = v end
@@ -324,11 +365,11 @@ function Client:paginate(path, query)
         end
       end
       local res, err = self:request("GET", next_path, { query = next_query })
-      if not res then done = true; return nil, err end
+      if not res then done = true; return false, err end
       local body, jerr = res:json()
       if type(body) ~= "table" or type(body.entities) ~= "table" then
         done = true
-        return nil, jerr or errors.new("protocol", "a list page without entities",
+        return false, jerr or errors.new("protocol", "a list page without entities",
           { correlation_id = res.correlation_id })
       end
       page, index = body, 0

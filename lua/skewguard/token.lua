@@ -1,0 +1,370 @@
+--- The token manager: gets, keeps and renews one OAuth2 access token through a
+-- transport, on top of the C token userdata (skewguard.core.token), which holds
+-- the credential and the tokens in wiped C memory and knows the deadlines.
+-- Policy here: when to renew, single flight within the process, which grant
+-- request to send, turning token-endpoint answers into typed errors, feeding
+-- skew samples (Date header, JWT iat) to the estimator. See docs/token.md.
+local core = require "skewguard.core"
+local errors = require "skewguard.errors"
+local cjson = require "cjson.safe"
+local logmod = require "skewguard.log"
+local jwt = require "skewguard.jwt"
+
+local M = {}
+local Manager = {}
+Manager.__index = Manager
+M.Manager = Manager
+
+local GRANTS = { client_credentials = true, authorization_code = true, pkce = true }
+local OPTIONS = {
+  grant = "string", client_id = "string", client_secret = "string", token_url = "string",
+  authorize_url = "string", transport = "table", estimator = "userdata", buffer = "number",
+  jitter = "number", logger = "function", log = "table", log_level = "string", scope = "string",
+  timeout = "number", ca_file = "string", ca_path = "string", wait_timeout = "number",
+  wait_step = "number", retry_advisory_after = "number", max_nbf_wait = "number",
+  advisory_max = "number", advisory_fraction = "number", random = "function",
+}
+
+-- A Date or iat sample whose round trip is longer than this says too little.
+local MAX_SAMPLE_RTT = 5
+-- An error_description from the server is quoted in errors, cut to this length.
+local MAX_DESCRIPTION = 200
+
+local function check_opts(opts)
+  if type(opts) ~= "table" then error("skewguard.token.new: options table expected", 3) end
+  for k, v in pairs(opts) do
+    local want = OPTIONS[k]
+    if not want then error("skewguard.token.new: unknown option " .. tostring(k), 3) end
+    if type(v) ~= want then error("skewguard.token.new: option " .. k .. " must be a " .. want, 3) end
+  end
+  local grant = opts.grant or "client_credentials"
+  if not GRANTS[grant] then error("skewguard.token.new: unknown grant " .. grant, 3) end
+  if not opts.client_id or opts.client_id == "" then error("skewguard.token.new: client_id is required", 3) end
+  if grant ~= "pkce" and (not opts.client_secret or opts.client_secret == "") then
+    error("skewguard.token.new: grant " .. grant .. " needs client_secret", 3)
+  end
+  if grant == "pkce" and opts.client_secret then
+    error("skewguard.token.new: the pkce grant is for public clients: no client_secret", 3)
+  end
+  if not opts.token_url or not opts.token_url:match("^https?://") then
+    error("skewguard.token.new: token_url (http(s)://.../oauth/token) is required", 3)
+  end
+  return grant
+end
+
+--- Creates a token manager. See docs/token.md for every option.
+function M.new(opts)
+  local grant = check_opts(opts)
+  local transport = opts.transport
+  if not transport then
+    transport = require("skewguard.transport.curl").new({ timeout = opts.timeout, ca_file = opts.ca_file,
+      ca_path = opts.ca_path })
+  end
+  local tok = core.token({ client_id = opts.client_id, client_secret = opts.client_secret or false,
+    buffer = opts.buffer, jitter = opts.jitter, advisory_max = opts.advisory_max,
+    advisory_fraction = opts.advisory_fraction, stale_refresh = (opts.timeout or 30) + 5 })
+  if opts.estimator then tok:attach_estimator(opts.estimator) end
+  local self = setmetatable({
+    grant = grant,
+    token_url = opts.token_url,
+    authorize_endpoint = opts.authorize_url or opts.token_url:gsub("/oauth/token$", "/oauth/authorize"),
+    scope = opts.scope,
+    transport = transport,
+    estimator = opts.estimator,
+    log = opts.log or logmod.new(opts.logger, opts.log_level),
+    timeout = opts.timeout,
+    wait_timeout = opts.wait_timeout or (opts.timeout or 30) + 5,
+    wait_step = opts.wait_step or 0.05,
+    retry_advisory_after = opts.retry_advisory_after or 5,
+    max_nbf_wait = opts.max_nbf_wait or 5,
+    random = opts.random or math.random,
+    tok = tok,
+    next_advisory_try = -math.huge,
+    counters = { token_requests = 0, renewals = 0, token_failures = 0, advisory_failures = 0,
+      refresh_waits = 0, invalidations = 0, iat_samples = 0, date_samples = 0 },
+  }, Manager)
+  return self
+end
+
+function Manager:_now() return self.transport:now() end
+
+-- Feeds a response's Date header into the estimator.
+function Manager:_observe_date(res)
+  local est, h = self.estimator, res.headers
+  if not est or not h or not h.date or h.age then return end
+  if not (res.t_send_wall and res.t_recv_wall) or res.t_recv_wall - res.t_send_wall > MAX_SAMPLE_RTT then return end
+  if est:observe_date(h.date, res.t_send_wall, res.t_recv_wall, "date") then
+    self.counters.date_samples = self.counters.date_samples + 1
+  end
+end
+
+local function one_line(s)
+  s = tostring(s or ""):gsub("[%c]+", " ")
+  if #s > MAX_DESCRIPTION then s = s:sub(1, MAX_DESCRIPTION) .. "..." end
+  return s
+end
+
+-- A non-200 token-endpoint answer as a typed error. Only the server's error code
+-- and description are quoted: the request (which holds the credential) never is.
+local function endpoint_error(res)
+  local body = res.body and cjson.decode(res.body)
+  local code, description
+  if type(body) == "table" then
+    code = type(body.error) == "string" and body.error or nil
+    description = body.error_description or body.description
+    description = type(description) == "string" and one_line(description) or nil
+  end
+  local fields = { status = res.status, code = code,
+    correlation_id = res.headers and res.headers["inin-correlation-id"] }
+  local status = res.status
+  local what = "token endpoint answered HTTP " .. status ..
+    (description and (": " .. description) or (code and (": " .. code) or ""))
+  if status == 400 and code == "invalid_request" and description
+      and description:lower():find("^rate limit exceeded") then
+    return errors.new("rate_limited", what, fields)
+  elseif status == 429 then
+    fields.retry_after = tonumber(res.headers and res.headers["retry-after"])
+    return errors.new("rate_limited", what, fields)
+  elseif status == 400 and code == "unsupported_grant_type" then
+    return errors.new("config", what, fields)
+  elseif status == 400 or status == 401 or status == 403 then
+    return errors.new("unauthorized", what, fields)
+  elseif status >= 500 then
+    return errors.new("unavailable", what, fields)
+  end
+  return errors.new("http", what, fields)
+end
+
+-- The accept() options for server times: JWT exp/nbf, and the iat sample.
+function Manager:_server_times(access_token, res)
+  if not access_token:find("^[%w_-]+%.[%w_-]+%.[%w_-]*$") then return {} end
+  local claims = jwt.claims(access_token)
+  if not claims then return {} end -- opaque after all: expires_in alone governs
+  local est = self.estimator
+  if est and type(claims.iat) == "number" and res.t_send_wall and res.t_recv_wall
+      and res.t_recv_wall - res.t_send_wall <= MAX_SAMPLE_RTT then
+    -- iat has 1 s resolution and was stamped between send and receive
+    local iat = math.floor(claims.iat)
+    if est:observe_interval(res.t_send_wall - (iat + 1), res.t_recv_wall - iat, "jwt_iat") then
+      self.counters.iat_samples = self.counters.iat_samples + 1
+    end
+  end
+  -- converted in the token userdata through the attached estimator
+  return { exp = claims.exp, nbf = claims.nbf }
+end
+
+-- Sends one token request and stores the answer. Returns generation | nil, err.
+function Manager:_exchange(body, headers, label)
+  local c = self.counters
+  c.token_requests = c.token_requests + 1
+  self.log:debug("token request", { grant = label, url = self.token_url })
+  local res, err = self.transport:request({ method = "POST", url = self.token_url, headers = headers,
+    body = body, timeout = self.timeout })
+  if not res then
+    c.token_failures = c.token_failures + 1
+    self.log:warn("token request failed", { grant = label, kind = err.kind, error = err.message })
+    return nil, err
+  end
+  self:_observe_date(res)
+  if res.status ~= 200 then
+    err = endpoint_error(res)
+    c.token_failures = c.token_failures + 1
+    self.log:warn("token endpoint refused", { grant = label, status = res.status, code = err.code,
+      correlation_id = err.correlation_id })
+    return nil, err
+  end
+  local answer = cjson.decode(res.body)
+  res.body = nil
+  if type(answer) ~= "table" then
+    c.token_failures = c.token_failures + 1
+    err = errors.new("protocol", "token answer is not a JSON object (malformed or truncated)",
+      { status = res.status })
+    self.log:warn("token answer rejected", { grant = label, error = err.message })
+    return nil, err
+  end
+  local opts = {}
+  if type(answer.access_token) == "string" then opts = self:_server_times(answer.access_token, res) end
+  opts.t_send_wall = res.t_send_wall
+  opts.now = self:_now()
+  local gen, msg, kind = self.tok:accept(answer, res.t_send_mono, opts)
+  answer.access_token, answer.refresh_token = nil, nil
+  if not gen then
+    c.token_failures = c.token_failures + 1
+    err = errors.from_core(msg, kind)
+    self.log:warn("token answer rejected", { grant = label, error = err.message })
+    return nil, err
+  end
+  c.renewals = c.renewals + 1
+  local info = self.tok:info(opts.now)
+  self.log:info("token stored", { grant = label, generation = gen, fingerprint = info.fingerprint,
+    lifetime = info.lifetime, seconds_left = info.seconds_left, refresh_token = info.has_refresh_token })
+  return gen
+end
+
+-- The request that renews the current token for this grant, or nil, err.
+function Manager:_renewal_request()
+  local tok = self.tok
+  if self.grant == "client_credentials" then
+    local body, headers = tok:client_credentials_request({ scope = self.scope })
+    return body, headers, "client_credentials"
+  end
+  if self.grant == "authorization_code" and tok:has_refresh_token() then
+    local body, headers = tok:refresh_request()
+    return body, headers, "refresh_token"
+  end
+  return nil, errors.new("token", self.grant == "pkce"
+    and "the PKCE token cannot be renewed without the user: run the authorize flow again (login)"
+    or "no refresh token: log in with an authorization code first (login{code=, redirect_uri=})")
+end
+
+-- Runs fn() as the single refresher; the marker is released even if fn raises.
+function Manager:_as_refresher(fn)
+  local tok = self.tok
+  if not tok:begin_refresh(self:_now()) then return false end
+  local ok, gen, err = pcall(fn)
+  tok:end_refresh()
+  if not ok then error(gen, 0) end
+  return true, gen, err
+end
+
+-- Another caller (coroutine, light thread) is renewing: wait for it.
+function Manager:_wait_for_refresh()
+  local deadline = self:_now() + self.wait_timeout
+  self.counters.refresh_waits = self.counters.refresh_waits + 1
+  while self.tok:refreshing() and self:_now() < deadline do self.transport:sleep(self.wait_step) end
+end
+
+--- Renews now (whatever the state), single flight. Returns generation | nil, err.
+function Manager:refresh()
+  local owned, gen, err = self:_as_refresher(function()
+    local body, headers, label = self:_renewal_request()
+    if not body then return nil, headers end
+    return self:_exchange(body, headers, label)
+  end)
+  if owned then return gen, err end
+  local before = self.tok:generation()
+  self:_wait_for_refresh()
+  if self.tok:generation() ~= before then return self.tok:generation() end
+  return nil, errors.new("token", "another caller's renewal did not produce a token")
+end
+
+--- Logs in. client_credentials: no arguments. authorization_code:
+-- { code, redirect_uri }. pkce: { code, code_verifier, redirect_uri }.
+-- Returns generation | nil, err.
+function Manager:login(args)
+  if self.grant == "client_credentials" then return self:refresh() end
+  if type(args) ~= "table" then error("skewguard.token: login{code=, redirect_uri=...} expected", 2) end
+  local owned, gen, err = self:_as_refresher(function()
+    if self.grant == "pkce" then
+      local body, headers = self.tok:pkce_request(args)
+      return self:_exchange(body, headers, "pkce")
+    end
+    local body, headers = self.tok:authorization_code_request(args)
+    return self:_exchange(body, headers, "authorization_code")
+  end)
+  if owned then return gen, err end
+  return nil, errors.new("token", "a renewal is in flight; log in again after it")
+end
+
+--- The browser URL that starts a PKCE (or authorization-code) login.
+-- args: redirect_uri, code_challenge, and optional state, org, provider, prompt.
+function Manager:authorize_url(args)
+  local a = {}
+  for k, v in pairs(args) do a[k] = v end
+  a.authorize_url = a.authorize_url or self.authorize_endpoint
+  return self.tok:authorize_url(a)
+end
+
+local function usable(self, now)
+  local access, state, left = self.tok:access_token(now)
+  local info = self.tok:info(now)
+  return access, state, left, self.tok:generation(), info.fingerprint
+end
+
+--- A valid access token, renewing when needed. Returns
+-- access_token, generation, fingerprint | nil, err.
+-- fresh: as is. advisory: one caller renews, the others use the current token;
+-- a failed advisory renewal keeps the token and is retried after a delay.
+-- mandatory/expired/empty: renew (or wait for the renewal in flight); a failed
+-- renewal in the mandatory window still returns the current, unexpired token.
+function Manager:get()
+  local now = self:_now()
+  local access, state, left, gen, fp = usable(self, now)
+  if state == "fresh" then return access, gen, fp end
+  if state == "advisory" then
+    if now >= self.next_advisory_try and not self.tok:refreshing() then
+      local _, err = self:refresh()
+      if err then
+        self.counters.advisory_failures = self.counters.advisory_failures + 1
+        local delay = self.retry_advisory_after * (0.5 + self.random())
+        self.next_advisory_try = self:_now() + delay
+        self.log:warn("advisory renewal failed; keeping the current token", { kind = err.kind,
+          error = err.message, retry_in = delay, seconds_left = left })
+      end
+      access, state, _, gen, fp = usable(self, self:_now())
+      if access and state ~= "expired" and state ~= "empty" then return access, gen, fp end
+    else
+      return access, gen, fp
+    end
+  end
+  if state == "not_yet_valid" then
+    local valid_from = self.tok:info(now).valid_from
+    local wait = valid_from - now
+    if wait > self.max_nbf_wait then
+      return nil, errors.new("clock_skew", string.format(
+        "the new token becomes valid only in %.1f s (its nbf is ahead of the local clock)", wait))
+    end
+    self.transport:sleep(wait)
+    return self:get()
+  end
+  -- mandatory, expired or empty: every caller needs the renewal
+  local before = gen
+  local _, err = self:refresh()
+  access, state, left, gen, fp = usable(self, self:_now())
+  if state == "fresh" or state == "advisory" or state == "not_yet_valid" then
+    if state == "not_yet_valid" then return self:get() end
+    return access, gen, fp
+  end
+  if state == "mandatory" then
+    if gen == before and err then
+      self.log:warn("renewal failed inside the mandatory window; using the current token",
+        { kind = err.kind, error = err.message, seconds_left = left })
+    end
+    return access, gen, fp
+  end
+  return nil, err or errors.new("token", "no valid access token")
+end
+
+--- Drops the token if `generation` is still current (after a 401). Returns true
+-- when it did.
+function Manager:invalidate(generation)
+  local dropped = self.tok:invalidate(generation)
+  if dropped then
+    self.counters.invalidations = self.counters.invalidations + 1
+    self.log:info("token invalidated", { generation = generation })
+  end
+  return dropped
+end
+
+--- State of the current token: state, seconds_left.
+function Manager:state() return self.tok:state(self:_now()) end
+
+--- Non-secret facts about the current token (state, fingerprint, deadlines...).
+function Manager:info() return self.tok:info(self:_now()) end
+
+--- Counters: token_requests, renewals, token_failures, advisory_failures,
+-- refresh_waits, invalidations, date_samples, iat_samples.
+function Manager:stats()
+  local out = {}
+  for k, v in pairs(self.counters) do out[k] = v end
+  return out
+end
+
+--- Wipes the credential and tokens. Idempotent.
+function Manager:close() self.tok:close() end
+
+Manager.__tostring = function(self)
+  return "skewguard.token_manager{" .. self.grant .. ", " .. tostring(self.tok) .. "}"
+end
+
+return M
