@@ -119,7 +119,7 @@ function M.new(opts)
       store_takeovers = 0, store_deletes = 0, store_errors = 0 },
     -- the shared store (docs/store.md): nil = this process only
     store = opts.store,
-    lock_ttl = opts.lock_ttl or (opts.timeout or 30) + 5,
+    lock_ttl = opts.lock_ttl or (opts.timeout or 30) + 2,
     store_tolerance = opts.store_tolerance or 5,
     clock_id = opts.clock_id == nil and boot_id() or opts.clock_id or nil,
     store_retry_at = -math.huge, store_backoff = 0,
@@ -291,10 +291,10 @@ end
 -- "skewguard:" .. the first 32 hex of SHA-256(token_url \n client_id): no secret.
 function Manager:_store_key()
   if self.store_key_url ~= self.token_url then
-    self.store_key = "skewguard:" .. core.sha256_hex(self.token_url .. "\n" .. self.client_id):sub(1, 32)
+    self.store_key_cached = "skewguard:" .. core.sha256_hex(self.token_url .. "\n" .. self.client_id):sub(1, 32)
     self.store_key_url = self.token_url
   end
-  return self.store_key
+  return self.store_key_cached
 end
 
 function Manager:_store_usable()
@@ -642,6 +642,9 @@ function Manager:invalidate(generation)
   end
   return dropped
 end
+
+--- The store key of this credential (docs/store.md), or nil without a store.
+function Manager:store_key() return self.store and self:_store_key() or nil end
 
 --- State of the current token: state, seconds_left.
 function Manager:state() return self.tok:state(self:_now()) end
