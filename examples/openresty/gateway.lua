@@ -14,6 +14,7 @@
 --   SKEWGUARD_RATE_LIMIT    requests per minute per worker, or "off" (default 300)
 --   SKEWGUARD_RENEW_EVERY   longest gap between proactive renewal checks (default 1 s)
 --   SKEWGUARD_LOG           log level (default: nginx's error_log level decides)
+--   SKEWGUARD_STORE         "off": one token per worker (for comparison; default shared)
 local cjson = require "cjson.safe"
 
 local M = {}
@@ -40,12 +41,13 @@ function M.init_worker()
   local ok, err = pcall(function()
     local genesys = require "skewguard.genesys"
     store = require("skewguard.store.ngx_shared").new({ dict = "skewguard" })
+    local use_store = os.getenv("SKEWGUARD_STORE") ~= "off"
     local opts = {
       client_id = os.getenv("GENESYS_CLIENT_ID"),
       client_secret = os.getenv("GENESYS_CLIENT_SECRET"),
       timeout = env_number("SKEWGUARD_TIMEOUT", 10),
       rate_limit = env_number("SKEWGUARD_RATE_LIMIT", 300),
-      store = store,
+      store = use_store and store or nil,
     }
     if not opts.client_id or not opts.client_secret then
       error("GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET must be set (and named by env directives)")
@@ -128,7 +130,9 @@ function M.status()
   local tokens = client.tokens
   local info = tokens:info()
   local skew, uncertainty = client:skew()
-  local holder, holder_ttl = store:lock_holder(tokens:store_key())
+  local key = tokens:store_key()
+  local holder, holder_ttl
+  if key then holder, holder_ttl = store:lock_holder(key) end
   return send_json(200, {
     worker_pid = ngx.worker.pid(),
     skew = { seconds = skew, uncertainty = uncertainty },
@@ -136,7 +140,7 @@ function M.status()
       state = info.state, seconds_left = info.seconds_left, fingerprint = info.fingerprint,
       generation = info.generation, lifetime = info.lifetime,
     },
-    store = { dict = store.name, renewal_lock_pid = holder, renewal_lock_ttl = holder_ttl },
+    store = { dict = key and store.name or nil, renewal_lock_pid = holder, renewal_lock_ttl = holder_ttl },
     renewal_timer = renewal and { running = renewal.running, ticks = renewal.ticks, failures = renewal.failures },
     gateway = counters,
     client = client:stats(),
