@@ -10,7 +10,8 @@ local function result_of(res, err, t_before, t_after)
   if res then
     out.ok = true
     for _, k in ipairs({ "status", "headers", "header_list", "reused", "t_send_mono", "t_send_wall",
-                         "t_recv_mono", "t_recv_wall" }) do
+                         "t_recv_mono", "t_recv_wall", "t_start_mono", "t_start_wall", "new_connections",
+                         "http_version" }) do
       out[k] = res[k]
     end
     out.body = res.body
@@ -58,12 +59,14 @@ function M.via_transport()
   ngx.say(res and res.status or tostring(err))
 end
 
---- GET /via_blocking?url=...: the same request through a blocking client
--- (LuaSocket), to show that the concurrency spec detects a blocked worker.
+--- GET /via_blocking?url=...: the same request through the blocking libcurl
+-- transport (what must never run here), to show that the concurrency spec
+-- detects a blocked worker.
 function M.via_blocking()
-  local http = require("socket.http")
-  local body, code = http.request(ngx.unescape_uri(ngx.var.arg_url))
-  ngx.say(body and code or tostring(code))
+  local t = require("skewguard.transport.curl").new({ timeout = 30 })
+  local res, err = t:request({ url = ngx.var.arg_url })
+  t:close()
+  ngx.say(res and res.status or tostring(err))
 end
 
 --- GET /default: which transport skewguard.transport.default() picks here.

@@ -6,8 +6,10 @@
 --   local res, err = t:request{ method = "GET", url = "https://api.example/x",
 --                               headers = { accept = "application/json" }, body = nil,
 --                               timeout = 5 }
---   res = { status, headers, header_list, body, t_send_mono, t_send_wall,
---           t_recv_mono, t_recv_wall, reused }
+--   res = { status, headers (lower-case names, repeats joined with ", "),
+--           header_list ({name, value} in order), body, t_start_mono, t_start_wall,
+--           t_send_mono, t_send_wall, t_recv_mono, t_recv_wall, new_connections,
+--           http_version, reused }
 --
 -- Every wait yields to the nginx event loop: it runs in rewrite/access/content
 -- phases and in ngx.timer callbacks, never in init/init_worker/log/filter phases
@@ -60,6 +62,10 @@ function M.new(opts)
   end
   opts = opts or {}
   if type(opts) ~= "table" then error("skewguard.transport.ngx: options must be a table", 2) end
+  if opts.ca_file ~= nil or opts.ca_path ~= nil then
+    error("skewguard.transport.ngx: ca_file/ca_path do not apply inside nginx; set the " ..
+      "lua_ssl_trusted_certificate directive", 2)
+  end
   for k in pairs(opts) do
     if DEFAULTS[k] == nil and k ~= "user_agent" then
       error("skewguard.transport.ngx: unknown option " .. tostring(k), 2)
@@ -84,6 +90,10 @@ end
 function Transport.sleep(_, seconds)
   if seconds > 0 then ngx.sleep(seconds) end
 end
+
+--- Nothing to release: pooled connections belong to nginx. Kept for the
+-- transport interface (the curl transport frees its handle).
+function Transport.close() end
 
 function Transport.now() return core.monotonic() end
 function Transport.wall() return core.wall() end
@@ -214,8 +224,10 @@ local function read_headers(sock, deadline)
     if line == "" then return headers, list end
     if line:match("^[ \t]") and last then
       -- obs-fold (RFC 9112 §5.2): a continuation of the previous value.
-      last[2] = last[2] .. " " .. line:match("^%s*(.-)%s*$")
-      headers[last[1]] = last[2]
+      local previous = last[2]
+      last[2] = previous .. " " .. line:match("^%s*(.-)%s*$")
+      local joined = headers[last[1]]
+      headers[last[1]] = joined:sub(1, #joined - #previous) .. last[2]
     else
       local name, value = line:match("^([^:]+):(.*)$")
       if not name or not name:match(TOKEN) then
@@ -225,7 +237,9 @@ local function read_headers(sock, deadline)
       value = value:match("^[ \t]*(.-)[ \t]*$")
       last = { name, value }
       list[#list + 1] = last
-      headers[name] = value
+      -- Repeats joined with ", " (RFC 9110 §5.3), as the curl transport does;
+      -- header_list keeps them apart (Set-Cookie cannot be joined safely).
+      headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
     end
   end
   return nil, "protocol", "too many response header lines"
@@ -370,6 +384,7 @@ end
 -- One attempt on one connection. Returns res, or nil, kind, msg, stale where stale
 -- means: a pooled connection the server had closed before any response byte.
 local function attempt(self, p, deadline)
+  local t_start_mono, t_start_wall = core.now()
   local sock = ngx.socket.tcp()
   local ms = remaining_ms(deadline)
   if not ms then return nil, "timeout", "no time left to connect" end
@@ -471,8 +486,10 @@ local function attempt(self, p, deadline)
       end
       return {
         status = status, headers = headers, header_list = list, body = body,
+        t_start_mono = t_start_mono, t_start_wall = t_start_wall,
         t_send_mono = t_send_mono, t_send_wall = t_send_wall,
         t_recv_mono = t_recv_mono, t_recv_wall = t_recv_wall,
+        new_connections = reused == 0 and 1 or 0, http_version = http_version,
         reused = reused,
       }
     end
