@@ -14,6 +14,9 @@ local function result_of(res, err, t_before, t_after)
                          "http_version" }) do
       out[k] = res[k]
     end
+    -- cjson keeps 14 significant digits: 0.1 ms of a Unix time. Exact copies:
+    out.t_send_wall_us = string.format("%.6f", res.t_send_wall)
+    out.t_recv_wall_us = string.format("%.6f", res.t_recv_wall)
     out.body = res.body
     out.body_length = #res.body
     if #res.body > 65536 then out.body = nil end

@@ -424,17 +424,17 @@ local function attempt(self, p, deadline)
     end
   end
 
-  sock:settimeout(remaining_ms(deadline) or 1)
-  local sent, serr = sock:send(p.request)
   -- Timing anchors for the Date-header skew sample (DESIGN.md §2):
-  -- skew ∈ [t_send - (D + 1), t_recv - D]. The server stamps Date after it has the
-  -- whole request and before it writes the status line, so the tightest valid
-  -- bracket is "last request byte handed to the kernel" .. "first response byte
-  -- seen". Reading t_send before connect/TLS/upload, or t_recv after the body,
-  -- would only widen the interval by round trips and transfer time. (The few
-  -- microseconds between the write() and our clock read are far below the 1 s
-  -- resolution of Date.)
+  -- skew ∈ [t_send - (D + 1), t_recv - D] holds only if the server's stamp lies
+  -- between the two instants. So t_send is read BEFORE the request is handed to
+  -- the socket (the server cannot have seen it earlier; a read after send()
+  -- returns can come after the server's stamp: send may yield, and the worker may
+  -- run other requests before resuming us), and t_recv right after the status
+  -- line (the server stamped before it wrote that line). Reading t_send before
+  -- connect/TLS, or t_recv after the body, would only widen the interval.
+  sock:settimeout(remaining_ms(deadline) or 1)
   local t_send_mono, t_send_wall = core.now()
+  local sent, serr = sock:send(p.request)
   if not sent then
     sock:close()
     if reused > 0 and serr ~= "timeout" then return nil, "network", "send: " .. tostring(serr), true end
