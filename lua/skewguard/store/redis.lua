@@ -167,9 +167,11 @@ function M.new(opts)
     down_until = -math.huge,
     counters = { commands = 0, connects = 0, failures = 0, bogus = 0 },
   }, Store)
-  -- connections to different databases or users must not share an nginx pool
+  -- connections authenticated differently (another user or password: a fingerprint,
+  -- not the password) or on another database must not share an nginx pool
   self.pool = table.concat({ "skewguard-redis", self.addr, tostring(self.db or 0),
-    self.username or "", self.tls and "tls" or "tcp", self.server_name }, ":")
+    self.username or "", self.password and core.fingerprint(self.password) or "",
+    self.tls and "tls" or "tcp", self.server_name }, ":")
   return self
 end
 
