@@ -71,7 +71,9 @@ test:
 	$(MAKE) all LUA=luajit
 	sh tools/test.sh
 
+# The nginx specs load the plain LuaJIT build into nginx (not instrumented).
 asan:
+	$(MAKE) all LUA=luajit
 	$(MAKE) all LUA=lua5.4 BUILD=build/asan CC=clang \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 	SG_SANITIZE=asan SKEWGUARD_BUILD=build/asan sh tools/test.sh lua5.4

@@ -70,8 +70,17 @@ function M.new(opts)
   local log = logmod.new(opts.logger, opts.log_level)
   local transport = opts.transport
   if not transport then
-    transport = require("skewguard.transport.curl").new({ timeout = timeout, ca_file = opts.ca_file,
-      ca_path = opts.ca_path })
+    -- libcurl in scripts, cosockets inside nginx (never a blocking call in a worker)
+    local topts = { timeout = timeout }
+    if require("skewguard.transport").nginx_phase() then
+      if opts.ca_file or opts.ca_path then
+        error("skewguard.genesys.new: inside nginx, TLS trust comes from lua_ssl_trusted_certificate, "
+          .. "not ca_file/ca_path", 2)
+      end
+    else
+      topts.ca_file, topts.ca_path = opts.ca_file, opts.ca_path
+    end
+    transport = require("skewguard.transport").default(topts)
   end
   local estimator = opts.estimator or require("skewguard.skew").new({ wall = opts.wall })
   local tokens = require("skewguard.token").new({
