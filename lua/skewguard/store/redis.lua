@@ -242,8 +242,13 @@ function Store:_connect_ngx()
   if not ok then return nil, unavailable(self, "connect failed: " .. tostring(err)) end
   local conn = setmetatable({ sock = sock, fresh = (sock:getreusedtimes() or 0) == 0 }, NgxConn)
   if self.tls and conn.fresh then
-    -- verification uses nginx's lua_ssl_trusted_certificate; the name is checked too
-    local session, serr = sock:sslhandshake(nil, self.server_name, self.verify)
+    -- verification uses nginx's lua_ssl_trusted_certificate; the name is checked too.
+    -- ngx_lua 0.10.23 with its lua-resty-core: a failure detected synchronously (a name
+    -- mismatch) trips an assert inside sslhandshake instead of returning nil, err, and
+    -- with reused_session = false it may even report success on a socket it closed. So:
+    -- ask for the session (nil) and count a raise as a failed handshake.
+    local called, session, serr = pcall(sock.sslhandshake, sock, nil, self.server_name, self.verify)
+    if not called then session, serr = nil, "rejected (certificate or handshake; see the nginx error log)" end
     if not session then
       sock:close()
       return nil, errors.new("tls", "redis " .. self.addr .. ": TLS handshake failed: " .. tostring(serr))
