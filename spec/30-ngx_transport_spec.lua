@@ -61,6 +61,7 @@ describe("skewguard.transport.ngx in nginx", function()
           location = /via_blocking { content_by_lua_block { require('support.ngx_driver').via_blocking() } }
           location = /default { content_by_lua_block { require('support.ngx_driver').default_here() } }
           location = /probe { content_by_lua_block { require('support.ngx_driver').probe() } }
+          location = /from_init { content_by_lua_block { require('support.ngx_driver').from_init() } }
           location = /timer { content_by_lua_block { require('support.ngx_driver').in_timer() } }
         ]]
         return table.concat({
@@ -353,10 +354,22 @@ describe("skewguard.transport.ngx in nginx", function()
       assert.equal("timer skewguard.transport.ngx 200 hello\n", tbody)
     end)
 
-    it("raises in init_worker, where nginx has no cosockets", function()
+    it("builds in init_worker; a request or sleep there raises, naming the phase", function()
       local status, body = client:get("/probe", TRUSTING)
       assert.equal(200, status)
-      assert.matches('no non-blocking transport in the nginx "init_worker" phase', body, 1, true)
+      local built, request, sleep = body:match("^(.-)\n(.-)\n(.-)\n$")
+      assert.equal("skewguard.transport.ngx", built)
+      assert.matches('skewguard.transport.ngx: request: no cosockets in the nginx "init_worker" phase',
+        request, 1, true)
+      assert.matches("ngx.timer.at(0, ...)", request, 1, true)
+      assert.matches('skewguard.transport.ngx: sleep: no cosockets in the nginx "init_worker" phase',
+        sleep, 1, true)
+    end)
+
+    it("the transport built in init_worker works in a content handler", function()
+      local status, body = client:get("/from_init?url=" .. up("/cl"), TRUSTING)
+      assert.equal(200, status)
+      assert.equal("200 hello\n", body)
     end)
   end)
 

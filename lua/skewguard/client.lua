@@ -380,6 +380,14 @@ function Client:paginate(path, query)
   end
 end
 
+--- Inside nginx: renews the token from an ngx.timer so requests never wait for
+-- one (skewguard.renewal). Call once per worker, e.g. in init_worker_by_lua*.
+-- opts: interval (longest gap between checks, 1 s), min_interval (0.05 s).
+-- Returns a handle with stop().
+function Client:start_renewal_timer(opts)
+  return require("skewguard.renewal").start(self.tokens, opts, self.log)
+end
+
 function Client:skew()
   if not self.estimator then return nil end
   return self.estimator:skew(), self.estimator:uncertainty()

@@ -9,6 +9,8 @@
 --         :format(ctx.port[1])
 --     end,
 --     main = "...",           -- extra main-context directives (env, ...)
+--     env = { NAME = "value" },  -- nginx's environment
+--     conf = function(ctx) ... end, -- a whole nginx.conf instead of the generated one
 --   }
 --   srv:get("/path")          -- status, body, headers (LuaSocket, from the test process)
 --   srv:errors()              -- [emerg]/[alert]/[crit]/[error] lines of the error log
@@ -174,10 +176,19 @@ function M.start(opts)
   local self = setmetatable({
     prefix = prefix, port = ctx.port[1], ports = ctx.port, conf = prefix .. "/nginx.conf",
   }, Server)
-  write_file(self.conf, conf_text(opts, ctx))
+  -- opts.conf: a whole configuration (function(ctx) -> text) instead of the generated
+  -- one; it must use ctx.prefix .. "/nginx.pid" and ctx.prefix .. "/error.log".
+  write_file(self.conf, opts.conf and opts.conf(ctx) or conf_text(opts, ctx))
+  -- opts.env: variables for nginx's environment (the config names them with `env`).
+  local env = {}
+  for name, value in pairs(opts.env or {}) do
+    assert(name:match("^[%a_][%w_]*$"), "support.nginx: bad env name " .. tostring(name))
+    env[#env + 1] = name .. "=" .. sh_quote(value) .. " "
+  end
+  table.sort(env)
   -- daemon on (the default): the command returns once the master runs, and a
   -- broken configuration fails here with nginx's message on stderr.
-  local ok = run("nginx -p " .. sh_quote(prefix) .. " -c " .. sh_quote(self.conf) ..
+  local ok = run(table.concat(env) .. "nginx -p " .. sh_quote(prefix) .. " -c " .. sh_quote(self.conf) ..
     " >" .. sh_quote(prefix .. "/stderr.log") .. " 2>&1")
   if not ok then
     local why = (read_file(prefix .. "/stderr.log") or "") .. (read_file(prefix .. "/error.log") or "")

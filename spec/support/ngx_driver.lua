@@ -94,10 +94,28 @@ function M.in_timer()
   ngx.say(tostring(done.phase), " ", tostring(done.name), " ", tostring(done.result))
 end
 
---- init_worker: default() must raise there; the message is kept for the spec.
+--- init_worker: default() builds the cosocket transport there (no cosocket is
+-- needed to build it), and a request from that phase raises; both outcomes are
+-- kept for the spec. The transport is kept too: /from_init uses it later.
+local init_transport
 function M.probe_init_worker()
-  local ok, err = pcall(require("skewguard.transport").default)
-  ngx.shared.probe:set("init_worker", (ok and "no error" or tostring(err)))
+  local ok, t = pcall(require("skewguard.transport").default)
+  local built = ok and getmetatable(t).__name or ("raised: " .. tostring(t))
+  local rok, rerr = false, "not tried"
+  if ok then
+    init_transport = t
+    rok, rerr = pcall(t.request, t, { url = "http://127.0.0.1:9/" })
+  end
+  local sok, serr = false, "not tried"
+  if ok then sok, serr = pcall(t.sleep, t, 0.001) end
+  ngx.shared.probe:set("init_worker", built .. "\n" .. (rok and "request returned" or tostring(rerr)) ..
+    "\n" .. (sok and "sleep returned" or tostring(serr)))
+end
+
+--- GET /from_init?url=...: the transport built in init_worker, used in a request.
+function M.from_init()
+  local res, err = init_transport:request({ url = ngx.var.arg_url })
+  ngx.say(res and (res.status .. " " .. res.body) or tostring(err))
 end
 
 function M.probe()

@@ -13,7 +13,9 @@
 --
 -- Every wait yields to the nginx event loop: it runs in rewrite/access/content
 -- phases and in ngx.timer callbacks, never in init/init_worker/log/filter phases
--- (nginx has no cosockets there). Hostnames other than `localhost` need a
+-- (nginx has no cosockets there): new() works in any phase (a module-level client
+-- built in init_worker_by_lua* is the common pattern), request() and sleep()
+-- raise in those phases with a message naming the phase. Hostnames other than `localhost` need a
 -- `resolver` directive; https verification needs `lua_ssl_trusted_certificate`.
 local core = require("skewguard.core")
 local errors = require("skewguard.errors")
@@ -87,7 +89,13 @@ function M.new(opts)
   return self
 end
 
+-- Loud failure in phases without cosockets (init_worker, log, filters...).
+local function check_phase(what)
+  require("skewguard.transport").check_phase("skewguard.transport.ngx: " .. what, 3)
+end
+
 function Transport.sleep(_, seconds)
+  check_phase("sleep")
   if seconds > 0 then ngx.sleep(seconds) end
 end
 
@@ -500,6 +508,7 @@ end
 --- Performs one HTTP request. Returns res or nil, err (kinds: timeout, network,
 -- tls, protocol, too_large). Raises on malformed arguments.
 function Transport:request(req)
+  check_phase("request")
   if type(req) ~= "table" then error("skewguard.transport.ngx: request must be a table", 2) end
   local method = req.method or "GET"
   if type(method) ~= "string" or not method:match("^%u+$") then
