@@ -179,7 +179,8 @@ function Client:_rate_wait(token_key)
     self:_sleep(wait, "client rate limit")
     wait = lim:delay(self.transport:now())
   end
-  lim:record(self.transport:now())
+  local reserved = self.transport:now()
+  return lim, lim:record(reserved), reserved
 end
 
 local function build_request(self, method, path, opts)
@@ -223,11 +224,12 @@ function Client:request(method, path, opts)
   while true do
     local access, gen, tkey = self:_token()
     if not access then return nil, gen end
-    self:_rate_wait(tkey or gen)
+    local lim, slot, reserved = self:_rate_wait(tkey or gen)
     req.headers.authorization = "Bearer " .. access
     c.requests = c.requests + 1
     local res, err = self.transport:request(req)
     req.headers.authorization = nil
+    if lim and res then lim:sent(slot, reserved, res.t_send_mono) end
     if not res then
       attempts = attempts + 1
       if err.kind == "network" and may_retry_failures and attempts <= self.max_retries then

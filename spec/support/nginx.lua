@@ -105,7 +105,7 @@ end
 function M.ensure_luajit_build()
   local so = M.repo .. "/build/luajit/skewguard/core.so"
   if io.open(so) then return so end
-  local ok = run("cd " .. sh_quote(M.repo) .. " && make -s LUA=luajit >/dev/null")
+  local ok = run("cd " .. sh_quote(M.repo) .. " && make -s all LUA=luajit >/dev/null")
   assert(ok and io.open(so), "could not build " .. so)
   return so
 end

@@ -6,8 +6,10 @@
 --   local res, err = t:request{ method = "GET", url = "https://api.example/x",
 --                               headers = { accept = "application/json" }, body = nil,
 --                               timeout = 5 }
---   res = { status, headers, header_list, body, t_send_mono, t_send_wall,
---           t_recv_mono, t_recv_wall, reused }
+--   res = { status, headers (lower-case names, repeats joined with ", "),
+--           header_list ({name, value} in order), body, t_start_mono, t_start_wall,
+--           t_send_mono, t_send_wall, t_recv_mono, t_recv_wall, new_connections,
+--           http_version, reused }
 --
 -- Every wait yields to the nginx event loop: it runs in rewrite/access/content
 -- phases and in ngx.timer callbacks, never in init/init_worker/log/filter phases
@@ -62,6 +64,10 @@ function M.new(opts)
   end
   opts = opts or {}
   if type(opts) ~= "table" then error("skewguard.transport.ngx: options must be a table", 2) end
+  if opts.ca_file ~= nil or opts.ca_path ~= nil then
+    error("skewguard.transport.ngx: ca_file/ca_path do not apply inside nginx; set the " ..
+      "lua_ssl_trusted_certificate directive", 2)
+  end
   for k in pairs(opts) do
     if DEFAULTS[k] == nil and k ~= "user_agent" then
       error("skewguard.transport.ngx: unknown option " .. tostring(k), 2)
@@ -92,6 +98,10 @@ function Transport.sleep(_, seconds)
   check_phase("sleep")
   if seconds > 0 then ngx.sleep(seconds) end
 end
+
+--- Nothing to release: pooled connections belong to nginx. Kept for the
+-- transport interface (the curl transport frees its handle).
+function Transport.close() end
 
 function Transport.now() return core.monotonic() end
 function Transport.wall() return core.wall() end
@@ -222,8 +232,10 @@ local function read_headers(sock, deadline)
     if line == "" then return headers, list end
     if line:match("^[ \t]") and last then
       -- obs-fold (RFC 9112 §5.2): a continuation of the previous value.
-      last[2] = last[2] .. " " .. line:match("^%s*(.-)%s*$")
-      headers[last[1]] = last[2]
+      local previous = last[2]
+      last[2] = previous .. " " .. line:match("^%s*(.-)%s*$")
+      local joined = headers[last[1]]
+      headers[last[1]] = joined:sub(1, #joined - #previous) .. last[2]
     else
       local name, value = line:match("^([^:]+):(.*)$")
       if not name or not name:match(TOKEN) then
@@ -233,7 +245,9 @@ local function read_headers(sock, deadline)
       value = value:match("^[ \t]*(.-)[ \t]*$")
       last = { name, value }
       list[#list + 1] = last
-      headers[name] = value
+      -- Repeats joined with ", " (RFC 9110 §5.3), as the curl transport does;
+      -- header_list keeps them apart (Set-Cookie cannot be joined safely).
+      headers[name] = headers[name] and (headers[name] .. ", " .. value) or value
     end
   end
   return nil, "protocol", "too many response header lines"
@@ -378,6 +392,7 @@ end
 -- One attempt on one connection. Returns res, or nil, kind, msg, stale where stale
 -- means: a pooled connection the server had closed before any response byte.
 local function attempt(self, p, deadline)
+  local t_start_mono, t_start_wall = core.now()
   local sock = ngx.socket.tcp()
   local ms = remaining_ms(deadline)
   if not ms then return nil, "timeout", "no time left to connect" end
@@ -417,17 +432,17 @@ local function attempt(self, p, deadline)
     end
   end
 
-  sock:settimeout(remaining_ms(deadline) or 1)
-  local sent, serr = sock:send(p.request)
   -- Timing anchors for the Date-header skew sample (DESIGN.md §2):
-  -- skew ∈ [t_send - (D + 1), t_recv - D]. The server stamps Date after it has the
-  -- whole request and before it writes the status line, so the tightest valid
-  -- bracket is "last request byte handed to the kernel" .. "first response byte
-  -- seen". Reading t_send before connect/TLS/upload, or t_recv after the body,
-  -- would only widen the interval by round trips and transfer time. (The few
-  -- microseconds between the write() and our clock read are far below the 1 s
-  -- resolution of Date.)
+  -- skew ∈ [t_send - (D + 1), t_recv - D] holds only if the server's stamp lies
+  -- between the two instants. So t_send is read BEFORE the request is handed to
+  -- the socket (the server cannot have seen it earlier; a read after send()
+  -- returns can come after the server's stamp: send may yield, and the worker may
+  -- run other requests before resuming us), and t_recv right after the status
+  -- line (the server stamped before it wrote that line). Reading t_send before
+  -- connect/TLS, or t_recv after the body, would only widen the interval.
+  sock:settimeout(remaining_ms(deadline) or 1)
   local t_send_mono, t_send_wall = core.now()
+  local sent, serr = sock:send(p.request)
   if not sent then
     sock:close()
     if reused > 0 and serr ~= "timeout" then return nil, "network", "send: " .. tostring(serr), true end
@@ -479,8 +494,10 @@ local function attempt(self, p, deadline)
       end
       return {
         status = status, headers = headers, header_list = list, body = body,
+        t_start_mono = t_start_mono, t_start_wall = t_start_wall,
         t_send_mono = t_send_mono, t_send_wall = t_send_wall,
         t_recv_mono = t_recv_mono, t_recv_wall = t_recv_wall,
+        new_connections = reused == 0 and 1 or 0, http_version = http_version,
         reused = reused,
       }
     end
