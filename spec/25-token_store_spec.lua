@@ -110,6 +110,11 @@ describe("token manager with a shared store", function()
     -- same boot: the reader took the writer's exact deadline
     assert.is_true(math.abs(a:info().deadline - b:info().deadline) < 0.01)
     assert.is_true(b:info().deadline <= a:info().deadline)
+    -- and the writer's skew interval (same wall clock) as a sample of its own
+    assert.same({ "store" }, b.estimator:sources())
+    local alo, ahi = a.estimator:bounds()
+    local blo, bhi = b.estimator:bounds()
+    assert.is_true(blo <= alo + 1e-6 and bhi >= ahi - 1e-6 and bhi - blo < (ahi - alo) + 0.001)
   end)
 
   it("does not touch the store while the local token is fresh", function()
@@ -389,5 +394,46 @@ describe("skewguard.store.memory", function()
       token.new({ client_id = "c", client_secret = "s", token_url = "http://127.0.0.1:1/oauth/token",
         store = { get = function() end } })
     end, "skewguard.token.new: option store has no set method (see docs/store.md)")
+  end)
+end)
+
+describe("token managers sharing a real Redis store", function()
+  local redis_server = require "support.redis_server"
+  local redis_store = require "skewguard.store.redis"
+  local s, rs
+  local open = {}
+  setup(function()
+    s = standin.start({ lifetime = 60 })
+    rs = redis_server.start({})
+  end)
+  teardown(function()
+    for _, x in ipairs(open) do x:close() end
+    if rs then rs:stop() end
+    if s then s:stop() end
+  end)
+
+  it("hands the client secret over (use_secret) and shares one token between two hosts", function()
+    local function host(clock_id)
+      local t = curl.new({ timeout = 5 })
+      -- no secret= here: the token manager supplies the client secret
+      local store = redis_store.new({ port = rs.port, timeout = 1 })
+      local tm = token.new({ client_id = "test-client", client_secret = "test-secret",
+        token_url = s.url .. "/oauth/token", store = store, transport = t, estimator = skew.new(),
+        clock_id = clock_id })
+      open[#open + 1] = t
+      open[#open + 1] = tm
+      return tm
+    end
+    local a, b = host("host-a"), host("host-b")
+    local x = assert(a:get())
+    local y = assert(b:get())
+    assert.equal(x, y)
+    assert.equal(1, s:counter("token_requests"))
+    assert.equal(1, b:stats().store_adoptions)
+    assert.equal(0, b:stats().store_errors)
+    -- the record in Redis is sealed: the token is not in it
+    local raw = rs:cli("GET", key_for(s))
+    assert.truthy(raw and #raw > 0)
+    assert.is_nil(raw:find(x, 1, true))
   end)
 end)

@@ -96,6 +96,10 @@ function M.new(opts)
     buffer = opts.buffer, jitter = opts.jitter, advisory_max = opts.advisory_max,
     advisory_fraction = opts.advisory_fraction, stale_refresh = (opts.timeout or 30) + 5 })
   if opts.estimator then tok:attach_estimator(opts.estimator) end
+  -- a store that seals records (Redis) keys them from the client secret
+  if opts.store and type(opts.store.use_secret) == "function" and opts.client_secret then
+    opts.store:use_secret(opts.client_secret)
+  end
   local self = setmetatable({
     grant = grant,
     client_id = opts.client_id,
@@ -399,10 +403,23 @@ function Manager:_try_adopt(rec)
   end
   self.store_id, self.store_gen = rec.id, gen
   self.counters.store_adoptions = self.counters.store_adoptions + 1
+  if not accept_opts.exp then self:_share_skew(rec, now, wall) end
   local info = self.tok:info(now)
   self.log:info("token adopted from the store", { generation = gen, fingerprint = info.fingerprint,
     seconds_left = info.seconds_left, record_generation = rec.generation })
   return gen
+end
+
+-- A record from this boot was written against the same wall clock: the
+-- writer's skew interval (from its token response's Date header) is a valid
+-- sample here too, held at the instant it was written. A worker that only ever
+-- adopts tokens learns the skew this way before its first API response.
+function Manager:_share_skew(rec, now, wall)
+  local est, s, u = self.estimator, rec.issuer_skew, rec.issuer_uncertainty
+  if not est or type(s) ~= "number" or type(u) ~= "number" or u < 0 or s ~= s or u == math.huge then return end
+  local written = wall - (now - (rec.mono_deadline - rec.lifetime))
+  if written > wall then written = wall end
+  est:observe_interval(s - u, s + u, "store", written)
 end
 
 -- Reads the record: record | false | nil (failed; already reported).
