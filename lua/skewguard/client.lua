@@ -62,6 +62,17 @@ local function encode_query(query)
 end
 M.encode_query = encode_query
 
+-- The fresh-token fast path: a C closure over the manager's token userdata that
+-- returns the access token (and with `true` also generation and fingerprint) while
+-- the token is fresh, exactly what tokens:get() returns then, and nil in every other
+-- state, where get() applies the policy. Nil for a token manager of another shape.
+local function fresh_reader(tokens)
+  local tok = type(tokens) == "table" and rawget(tokens, "tok")
+  local mt = type(tok) == "userdata" and getmetatable(tok)
+  if type(mt) == "table" and mt.__name == "skewguard.token" then return tok:fresh_reader() end
+  return nil
+end
+
 --- Builds a client. `cfg` is already validated by the caller (genesys.new):
 -- api_url, tokens (token manager), transport, estimator, log, and the policy numbers.
 function M.new(cfg)
@@ -82,11 +93,26 @@ function M.new(cfg)
     backoff_cap = cfg.backoff_cap or 30,
     random = cfg.random or math.random,
     limiter = nil, limiter_key = nil,
+    _fresh = nil,
     counters = {
       requests = 0, responses = 0, retries_401 = 0, retries_429 = 0, retries_5xx = 0,
       retries_network = 0, rate_limit_waits = 0, wait_seconds = 0, skew_samples = 0, token_retries = 0,
     },
   }, Client)
+  local fresh = fresh_reader(self.tokens)
+  self._fresh = fresh
+  if fresh then
+    -- client:token() finds this in the instance: no metatable walk, no field
+    -- lookup, one C call while the token is fresh. Another self (c.token(other))
+    -- or any other state goes to the method.
+    self.token = function(me)
+      if me == self then
+        local access = fresh()
+        if access then return access end
+      end
+      return Client.token(me)
+    end
+  end
   return self
 end
 
@@ -220,9 +246,14 @@ function Client:request(method, path, opts)
   local retried_401 = false
   local attempts = 0
   local c = self.counters
+  local fresh = self._fresh
   while true do
-    local access, gen, tkey = self:_token()
-    if not access then return nil, gen end
+    local access, gen, tkey
+    if fresh then access, gen, tkey = fresh(true) end
+    if not access then
+      access, gen, tkey = self:_token()
+      if not access then return nil, gen end
+    end
     self:_rate_wait(tkey or gen)
     req.headers.authorization = "Bearer " .. access
     c.requests = c.requests + 1
@@ -305,8 +336,14 @@ function Client:_token()
   end
 end
 
---- A valid access token (renewing if needed), or nil, err.
+--- A valid access token (renewing if needed), or nil, err. A fresh token comes
+-- from one C call (see fresh_reader); anything else goes through the policy.
 function Client:token()
+  local fresh = self._fresh
+  if fresh then
+    local access = fresh()
+    if access then return access end
+  end
   local access, err = self:_token()
   return access, err
 end
