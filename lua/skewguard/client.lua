@@ -123,16 +123,43 @@ function Client:_sleep(seconds, why)
   self.transport:sleep(seconds)
 end
 
---- Feeds the Date header of any response into the skew estimator.
-function Client:observe(res)
-  local est = self.estimator
-  local date = res.headers and res.headers["date"]
-  if not est or not date or res.headers["age"] then return end
-  if not (res.t_send_wall and res.t_recv_wall) then return end
-  if res.t_recv_wall - res.t_send_wall > MAX_SAMPLE_RTT then return end
-  if est:observe_date(date, res.t_send_wall, res.t_recv_wall) then
+function Client:_feed_date(date, t_send, t_recv)
+  if self.estimator:observe_date(date, t_send, t_recv) then
     self.counters.skew_samples = self.counters.skew_samples + 1
   end
+end
+
+-- Feeds the held-back sample of the current Date second (see observe).
+function Client:_flush_date()
+  local t_send = self._held_send
+  if t_send then
+    self._held_send = nil
+    self:_feed_date(self._date_run, t_send, self._held_recv)
+  end
+end
+
+--- Feeds the Date header of any response into the skew estimator.
+-- Of the responses stamped with the same Date second, the first gives the
+-- tightest upper bound and the latest the tightest lower bound; when requests
+-- go one after another every response in between is wider on both sides and
+-- says nothing new. So the first is fed at once and the latest is held back
+-- until the second changes (or the skew is read). A busy client then spends
+-- no microsecond per response on redundant samples, and they do not flood the
+-- estimator's ring (128 samples) and push the informative ones out.
+function Client:observe(res)
+  local est = self.estimator
+  local h = res.headers
+  local date = h and h.date
+  if not est or not date or h.age then return end
+  local t_send, t_recv = res.t_send_wall, res.t_recv_wall
+  if not (t_send and t_recv) or t_recv - t_send > MAX_SAMPLE_RTT then return end
+  if date == self._date_run then
+    self._held_send, self._held_recv = t_send, t_recv
+    return
+  end
+  self:_flush_date()
+  self._date_run = date
+  self:_feed_date(date, t_send, t_recv)
 end
 
 -- Genesys error bodies: { message, code, status, contextId, ... }
@@ -159,6 +186,7 @@ function Client:_retry_after(res)
   local n, form = core.parse_retry_after(value)
   if not n then return nil end
   if form == "delta" then return n end
+  self:_flush_date()
   -- server time n corresponds to local wall n + skew; the latest such is n + hi
   local at = self.estimator and self.estimator:to_local(n, "late") or n
   local wait = at - (res.t_recv_wall or self.transport:wall())
@@ -168,7 +196,10 @@ end
 function Client:_skew_error(res, code)
   local est = self.estimator
   local skew, uncertainty = nil, nil
-  if est then skew = est:skew(); uncertainty = est:uncertainty() end
+  if est then
+    self:_flush_date()
+    skew = est:skew(); uncertainty = est:uncertainty()
+  end
   local fields = { status = 401, code = code, correlation_id = res.correlation_id }
   if skew and math.abs(skew) - uncertainty > self.skew_threshold then
     fields.skew = skew
@@ -231,7 +262,10 @@ local function build_request(self, method, path, opts)
     body = encoded
     headers["content-type"] = headers["content-type"] or "application/json"
   end
-  return { method = method, url = url, headers = headers, body = body, timeout = opts.timeout or self.timeout }
+  -- header_list = false: the client's responses expose headers only (saves a
+  -- table per header line in the curl binding; other transports ignore it)
+  return { method = method, url = url, headers = headers, body = body, timeout = opts.timeout or self.timeout,
+    header_list = false }
 end
 
 --- One API call with the whole policy. Returns a response (status < 400), or
@@ -417,10 +451,12 @@ end
 
 function Client:skew()
   if not self.estimator then return nil end
+  self:_flush_date()
   return self.estimator:skew(), self.estimator:uncertainty()
 end
 
 function Client:server_now()
+  if self.estimator then self:_flush_date() end
   return self.estimator and self.estimator:server_now() or self.transport:wall()
 end
 
