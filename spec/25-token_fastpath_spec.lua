@@ -235,6 +235,26 @@ describe("fresh-token fast path", function()
       b:close()
     end)
 
+    it("feeds the estimator the first and the latest response of each Date second", function()
+      local c = new_client()
+      local dates, distinct = {}, 0
+      for _ = 1, 40 do
+        local res = assert(c:get("/api/v2/organizations/me"))
+        if not dates[res.headers.date] then dates[res.headers.date] = true; distinct = distinct + 1 end
+      end
+      local fed = c:stats().skew_samples
+      assert.is_true(fed >= distinct and fed <= 2 * distinct - 1, fed .. " fed for " .. distinct .. " seconds")
+      -- the latest response is held back unless it was the first of a new second
+      local held = c._held_send and 1 or 0
+      assert.is_true(held == 1 or distinct > 1)
+      local skew, uncertainty = c:skew()                    -- feeds the held-back response
+      assert.equal(fed + held, c:stats().skew_samples)
+      assert.is_true(math.abs(skew) <= uncertainty + 0.002, skew .. " ± " .. uncertainty)
+      c:skew()                                              -- nothing held any more
+      assert.equal(fed + held, c:stats().skew_samples)
+      c:close()
+    end)
+
     it("closed: raises as the policy path does", function()
       local c = new_client()
       assert(c:token())
