@@ -40,6 +40,9 @@ typedef struct {
    * line (with CURLOPT_ACCEPT_ENCODING curl formats it anew per request). */
   char accept_encoding[64];
   int closed;
+  /* Read by the transfer's own callbacks: right before the request is sent, and
+   * when the (final) status line arrives. */
+  double t_send_mono, t_send_wall, t_recv_mono, t_recv_wall;
 } sg_http;
 
 static void dbuf_free(dbuf *b) {
@@ -81,13 +84,33 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
   sg_http *h = (sg_http *)ud;
   size_t n = size * nmemb;
-  if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) h->head.n = 0;
+  if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+    /* The server stamped its Date before this line left it: the instant bounds a
+     * Date sample from above. The last status line counts (after a 1xx). */
+    h->t_recv_mono = sg_monotonic();
+    h->t_recv_wall = sg_wall();
+    h->head.n = 0;
+  }
   if (h->head.n + n > h->max_body) {
     h->too_large = 1;
     return 0;
   }
   return dbuf_add(&h->head, data, n) ? n : 0;
 }
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* Called with the connection made (or reused), right before the request is sent:
+ * the server cannot have seen the request earlier, so this bounds a Date sample
+ * from below. curl's own PRETRANSFER offset counts from an internal start that
+ * is not our t0, and under load the two drift apart by hundreds of microseconds. */
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port) {
+  sg_http *h = (sg_http *)ud;
+  (void)primary_ip; (void)local_ip; (void)primary_port; (void)local_port;
+  h->t_send_mono = sg_monotonic();
+  h->t_send_wall = sg_wall();
+  return CURL_PREREQFUNC_OK;
+}
+#endif
 
 static char *dup_opt_string(lua_State *L, int idx, const char *k) {
   char *out = NULL;
@@ -491,6 +514,13 @@ static int l_request(lua_State *L) {
    * starttransfer offsets then place the send and first-byte instants. */
   t0_mono = sg_monotonic();
   t0_wall = sg_wall();
+  h->t_send_mono = t0_mono; /* without a prereq callback: the conservative start */
+  h->t_send_wall = t0_wall;
+  h->t_recv_mono = h->t_recv_wall = 0;
+#if LIBCURL_VERSION_NUM >= 0x075000
+  curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+  curl_easy_setopt(e, CURLOPT_PREREQDATA, h);
+#endif
   rc = curl_easy_perform(e);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
   h->plain_get_ready = plain_get;
@@ -520,10 +550,14 @@ static int l_request(lua_State *L) {
   lua_setfield(L, -2, "body");
   set_number(L, "t_start_mono", t0_mono);
   set_number(L, "t_start_wall", t0_wall);
-  set_number(L, "t_send_mono", t0_mono + pre);
-  set_number(L, "t_send_wall", t0_wall + pre);
-  set_number(L, "t_recv_mono", t0_mono + start);
-  set_number(L, "t_recv_wall", t0_wall + start);
+  if (h->t_recv_mono == 0) { /* no status line seen (cannot happen on success) */
+    h->t_recv_mono = sg_monotonic();
+    h->t_recv_wall = sg_wall();
+  }
+  set_number(L, "t_send_mono", h->t_send_mono);
+  set_number(L, "t_send_wall", h->t_send_wall);
+  set_number(L, "t_recv_mono", h->t_recv_mono);
+  set_number(L, "t_recv_wall", h->t_recv_wall);
   set_number(L, "time_namelookup", info_seconds(e, CURLINFO_NAMELOOKUP_TIME_T));
   set_number(L, "time_connect", info_seconds(e, CURLINFO_CONNECT_TIME_T));
   set_number(L, "time_appconnect", info_seconds(e, CURLINFO_APPCONNECT_TIME_T));

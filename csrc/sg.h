@@ -20,6 +20,9 @@ void sg_open_skew(lua_State *L);     /* skew_new and the skewguard.skew class */
 void sg_open_sntp(lua_State *L);    /* sntp_request, sntp_query, the skewguard.sntp_exchange class */
 void sg_open_token(lua_State *L);    /* token and the skewguard.token class */
 void sg_open_http(lua_State *L);     /* http, sleep, curl_version and the skewguard.http class */
+void sg_open_redis(lua_State *L);    /* redis_format, redis_reader, random_hex */
+void sg_open_seal(lua_State *L);     /* seal, unseal */
+void sg_open_x509(lua_State *L);     /* x509_check_host */
 
 /* Clocks (clock.c): float seconds. */
 double sg_monotonic(void);

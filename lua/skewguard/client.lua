@@ -236,7 +236,8 @@ function Client:_rate_wait(token_key)
     self:_sleep(wait, "client rate limit")
     wait = lim:delay(self.transport:now())
   end
-  lim:record(self.transport:now())
+  local reserved = self.transport:now()
+  return lim, lim:record(reserved), reserved
 end
 
 local function build_request(self, method, path, opts)
@@ -288,11 +289,12 @@ function Client:request(method, path, opts)
       access, gen, tkey = self:_token()
       if not access then return nil, gen end
     end
-    self:_rate_wait(tkey or gen)
+    local lim, slot, reserved = self:_rate_wait(tkey or gen)
     req.headers.authorization = "Bearer " .. access
     c.requests = c.requests + 1
     local res, err = self.transport:request(req)
     req.headers.authorization = nil
+    if lim and res then lim:sent(slot, reserved, res.t_send_mono) end
     if not res then
       attempts = attempts + 1
       if err.kind == "network" and may_retry_failures and attempts <= self.max_retries then
@@ -447,6 +449,14 @@ function Client:paginate(path, query)
       if #body.entities == 0 then done = true; return nil end
     end
   end
+end
+
+--- Inside nginx: renews the token from an ngx.timer so requests never wait for
+-- one (skewguard.renewal). Call once per worker, e.g. in init_worker_by_lua*.
+-- opts: interval (longest gap between checks, 1 s), min_interval (0.05 s).
+-- Returns a handle with stop().
+function Client:start_renewal_timer(opts)
+  return require("skewguard.renewal").start(self.tokens, opts, self.log)
 end
 
 function Client:skew()
