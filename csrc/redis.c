@@ -179,23 +179,6 @@ static int l_reader_tostring(lua_State *L) {
   return 1;
 }
 
-/* core.random_hex(nbytes) -> 2*nbytes hex digits from the CSPRNG (lock owners, record ids). */
-static int l_random_hex(lua_State *L) {
-  static const char hex[] = "0123456789abcdef";
-  unsigned char raw[64];
-  char out[2 * sizeof raw];
-  lua_Integer n = luaL_checkinteger(L, 1);
-  size_t i;
-  luaL_argcheck(L, n >= 1 && n <= (lua_Integer)sizeof raw, 1, "1..64 bytes");
-  if (!sg_random_bytes(raw, (size_t)n)) return sg_fail(L, "config", "CSPRNG failed");
-  for (i = 0; i < (size_t)n; i++) {
-    out[2 * i] = hex[raw[i] >> 4];
-    out[2 * i + 1] = hex[raw[i] & 15];
-  }
-  lua_pushlstring(L, out, 2 * (size_t)n);
-  return 1;
-}
-
 void sg_open_redis(lua_State *L) {
   static const luaL_Reg methods[] = {{"feed", l_reader_feed},
                                      {"reply", l_reader_reply},
@@ -206,7 +189,6 @@ void sg_open_redis(lua_State *L) {
       {"__gc", l_reader_close}, {"__close", l_reader_close}, {"__tostring", l_reader_tostring}, {NULL, NULL}};
   static const luaL_Reg fns[] = {{"redis_format", l_redis_format},
                                  {"redis_reader", l_reader_new},
-                                 {"random_hex", l_random_hex},
                                  {NULL, NULL}};
   sg_newclass(L, SG_REDIS_READER_MT, methods, meta);
   sg_setfuncs(L, fns, 0);
