@@ -17,7 +17,7 @@
 --   unlock <mono>
 --   fp <mono> <fingerprint>            the token in use changed (fingerprint, not the token)
 --   fail <mono> <kind or status>       a request failed
--- stderr: skewguard's log (warn and up), then "done".
+-- stderr: skewguard's log (info and up, with monotonic times), then "done".
 local cjson = require "cjson"
 local core = require "skewguard.core"
 local genesys = require "skewguard.genesys"
@@ -88,7 +88,7 @@ local client = genesys.new({
   transport = transport, wall = wall, store = observed, lock_ttl = cfg.lock_ttl,
   -- another host: another boot, so the shared expiry goes through server time
   clock_id = "fleet-" .. cfg.name, timeout = cfg.timeout, rate_limit = false,
-  logger = logger, log_level = "warn",
+  logger = logger, log_level = "info",
 })
 local tokens = client.tokens
 
