@@ -235,6 +235,13 @@ describe("redis store", function()
     local s = redis_store.new { port = rs.port, password = "pw-in-tostring", secret = SECRET }
     assert.equal("skewguard.store.redis{127.0.0.1:" .. rs.port .. "}", tostring(s))
   end)
+
+  it("takes a port that is a float (as JSON config gives on Lua 5.4)", function()
+    local s = redis_store.new { port = rs.port + 0.0, secret = SECRET }
+    assert.is_false(s:get(new_key()))
+    assert.equal("skewguard.store.redis{127.0.0.1:" .. rs.port .. "}", tostring(s))
+    s:close()
+  end)
 end)
 
 describe("redis store with AUTH", function()

@@ -15,6 +15,10 @@
 --   SKEWGUARD_RENEW_EVERY   longest gap between proactive renewal checks (default 1 s)
 --   SKEWGUARD_LOG           log level (default: nginx's error_log level decides)
 --   SKEWGUARD_STORE         "off": one token per worker (for comparison; default shared)
+--   SKEWGUARD_REDIS         host:port of a Redis shared by a fleet of gateways and
+--                           scripts (docs/fleet.md); unset: the token is shared by
+--                           this nginx's workers only (lua_shared_dict skewguard)
+--   SKEWGUARD_REDIS_PASSWORD  Redis AUTH password, if any
 local cjson = require "cjson.safe"
 
 local M = {}
@@ -40,8 +44,17 @@ end
 function M.init_worker()
   local ok, err = pcall(function()
     local genesys = require "skewguard.genesys"
-    store = require("skewguard.store.ngx_shared").new({ dict = "skewguard" })
     local use_store = os.getenv("SKEWGUARD_STORE") ~= "off"
+    local redis = os.getenv("SKEWGUARD_REDIS")
+    if redis and redis ~= "" then
+      local host, port = redis:match("^(.+):(%d+)$")
+      if not host then error("SKEWGUARD_REDIS must be host:port") end
+      local password = os.getenv("SKEWGUARD_REDIS_PASSWORD")
+      store = require("skewguard.store.redis").new({ host = host, port = tonumber(port),
+        password = password ~= "" and password or nil })
+    else
+      store = require("skewguard.store.ngx_shared").new({ dict = "skewguard" })
+    end
     local opts = {
       client_id = os.getenv("GENESYS_CLIENT_ID"),
       client_secret = os.getenv("GENESYS_CLIENT_SECRET"),
@@ -130,9 +143,14 @@ function M.status()
   local tokens = client.tokens
   local info = tokens:info()
   local skew, uncertainty = client:skew()
-  local key = tokens:store_key()
-  local holder, holder_ttl
-  if key then holder, holder_ttl = store:lock_holder(key) end
+  local key = tokens:store_key() -- nil with SKEWGUARD_STORE=off
+  local store_status = {}
+  if key and store.lock_holder then
+    local holder, holder_ttl = store:lock_holder(key)
+    store_status = { dict = store.name, renewal_lock_pid = holder, renewal_lock_ttl = holder_ttl }
+  elseif key then
+    store_status = { redis = store.addr }
+  end
   return send_json(200, {
     worker_pid = ngx.worker.pid(),
     skew = { seconds = skew, uncertainty = uncertainty },
@@ -140,7 +158,7 @@ function M.status()
       state = info.state, seconds_left = info.seconds_left, fingerprint = info.fingerprint,
       generation = info.generation, lifetime = info.lifetime,
     },
-    store = { dict = key and store.name or nil, renewal_lock_pid = holder, renewal_lock_ttl = holder_ttl },
+    store = store_status,
     renewal_timer = renewal and { running = renewal.running, ticks = renewal.ticks, failures = renewal.failures },
     gateway = counters,
     client = client:stats(),

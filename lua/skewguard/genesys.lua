@@ -16,7 +16,7 @@ local OPTIONS = {
   logger = "function", log_level = "string", transport = "table",
   estimator = "userdata", retry_unsafe = "boolean", backoff_base = "number", backoff_cap = "number",
   scope = "string", jitter = "number", advisory_max = "number", advisory_fraction = "number",
-  wall = "function", store = "table",
+  wall = "function", store = "table", lock_ttl = "number", clock_id = "string|boolean",
 }
 
 local function check(opts)
@@ -88,7 +88,7 @@ function M.new(opts)
     token_url = login_url .. "/oauth/token", transport = transport, estimator = estimator,
     buffer = opts.buffer, jitter = opts.jitter, advisory_max = opts.advisory_max,
     advisory_fraction = opts.advisory_fraction, scope = opts.scope, timeout = timeout, log = log,
-    store = opts.store,
+    store = opts.store, lock_ttl = opts.lock_ttl, clock_id = opts.clock_id,
   })
   local rate_limit = opts.rate_limit
   if rate_limit == nil then rate_limit = 300 end

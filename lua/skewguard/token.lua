@@ -96,7 +96,8 @@ function M.new(opts)
     buffer = opts.buffer, jitter = opts.jitter, advisory_max = opts.advisory_max,
     advisory_fraction = opts.advisory_fraction, stale_refresh = (opts.timeout or 30) + 5 })
   if opts.estimator then tok:attach_estimator(opts.estimator) end
-  -- a store that seals records (Redis) keys them from the client secret
+  -- a store that seals its records (Redis) derives its key from the client secret;
+  -- public (PKCE) clients have none: such a store then needs its own secret= option
   if opts.store and type(opts.store.use_secret) == "function" and opts.client_secret then
     opts.store:use_secret(opts.client_secret)
   end

@@ -152,7 +152,9 @@ end
 function M.new(opts)
   opts = opts or {}
   check_opts(opts)
-  local host, port = opts.host or "127.0.0.1", opts.port or 6379
+  -- math.floor: a port read from JSON is a float on Lua 5.4, which LuaSocket would
+  -- take for a service name ("45421.0")
+  local host, port = opts.host or "127.0.0.1", math.floor(opts.port or 6379)
   local self = setmetatable({
     host = host, port = port, addr = host .. ":" .. port,
     username = opts.username, password = opts.password, db = opts.db,
