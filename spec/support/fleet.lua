@@ -10,35 +10,12 @@
 local cjson = require "cjson"
 local core = require "skewguard.core"
 local script = require "support.script"
+local sys = require "support.sys"
+local read, write, sh, alive = sys.read_file, sys.write_file, sys.run, sys.alive
 
 local M = {}
 local Fleet = {}
 Fleet.__index = Fleet
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
-
-local function alive(pid)
-  local stat = read("/proc/" .. pid .. "/stat")
-  local state = stat and stat:match("^%d+ %b() (%u)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
 
 function M.new()
   local p = assert(io.popen("mktemp -d /tmp/skewguard-fleet.XXXXXX"))

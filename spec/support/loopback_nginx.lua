@@ -3,35 +3,13 @@
 -- a temp dir, optionally with a self-signed certificate for TLS + HTTP/2, and
 -- stops it. Real server, real sockets: nothing of ours is faked.
 local socket = require "socket"
+local sys = require "support.sys"
+local sh, read, write = sys.run, sys.read_file, sys.write_file
 
 local M = {}
 
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
 --- A port nothing listens on right now (bind to 0, read it, close).
-function M.free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+M.free_port = sys.free_port
 
 local function tempdir()
   local p = io.popen("mktemp -d /tmp/skewguard-nginx.XXXXXX")

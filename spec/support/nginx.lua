@@ -20,14 +20,13 @@
 -- module is LuaJIT), built on demand, and runs without LD_PRELOAD (make asan
 -- preloads the sanitizer runtime into the test interpreter, not into nginx).
 local socket = require("socket")
+local sys = require("support.sys")
 
 local M = {}
 
 local MODULES = "/usr/lib/nginx/modules"
 
-local function sh_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local sh_quote = sys.quote
 M.sh_quote = sh_quote
 
 -- Every command runs without LD_PRELOAD: under make asan the sanitizer runtime is
@@ -50,21 +49,8 @@ local function read_cmd(cmd)
   return out
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-M.read_file = read_file
-
-local function write_file(path, content)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(content))
-  f:close()
-end
-M.write_file = write_file
+local read_file, write_file = sys.read_file, sys.write_file
+M.read_file, M.write_file = read_file, write_file
 
 local function repo_root()
   local pwd = os.getenv("PWD")
@@ -110,13 +96,7 @@ function M.ensure_luajit_build()
   return so
 end
 
--- Running (a zombie counts as gone: where PID 1 does not reap, the exited
--- daemonised master stays a zombie and `kill -0` would still succeed).
-local function alive(pid)
-  local stat = pid and read_file("/proc/" .. pid .. "/stat")
-  local state = stat and stat:match("^%d+ %b() (%a)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
+local alive = sys.alive
 
 local function children(pid)
   local out = read_cmd("pgrep -P " .. pid .. " 2>/dev/null")

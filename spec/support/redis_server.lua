@@ -7,35 +7,12 @@
 --   rs.port, rs.tls_port, rs.ca_file, rs.dir; rs:stop(); rs:start_again(); rs:cli("GET", "k")
 local socket = require "socket"
 local core = require "skewguard.core"
+local sys = require "support.sys"
+local write, sh, capture, free_port, alive = sys.write_file, sys.run, sys.capture, sys.free_port, sys.alive
 
 local M = {}
 local Server = {}
 Server.__index = Server
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function sh(cmd)
-  local ok = os.execute(cmd)
-  return ok == true or ok == 0
-end
-
-local function capture(cmd)
-  local f = assert(io.popen(cmd))
-  local out = f:read("*a")
-  f:close()
-  return out
-end
-
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
 
 -- A CA and a server certificate for 127.0.0.1 / localhost signed by it.
 local function make_certs(dir)
@@ -49,17 +26,6 @@ local function make_certs(dir)
   }
   write(dir .. "/san.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
   for _, c in ipairs(cmds) do assert(sh(c .. " >/dev/null 2>&1"), "openssl failed: " .. c) end
-end
-
--- Running, not exited: a server whose parent shell is gone stays a zombie until the
--- container's init reaps it, and its port is already free then.
-local function alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat")
-  if not f then return false end
-  local stat = f:read("*a")
-  f:close()
-  local state = stat:match("^%d+ %b() (%u)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
 end
 
 local function own_pid()

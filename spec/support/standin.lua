@@ -18,9 +18,7 @@ Standin.__index = Standin
 
 local RUN = "tools/standin/run"
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local shell_quote = require("support.sys").quote
 
 -- The interpreter's own pid: the shell popen starts is its child.
 local function own_pid()
