@@ -11,6 +11,7 @@
 -- store keeps them: a reader never shares a table with the writer.
 local core = require "skewguard.core"
 local cjson = require "cjson.safe"
+local args = require "skewguard.store.args"
 
 local M = {}
 local Store = {}
@@ -27,15 +28,7 @@ function M.new(opts)
   return setmetatable({ now = opts.now or core.monotonic, records = {}, locks = {} }, Store)
 end
 
-local function check_key(key)
-  if type(key) ~= "string" or key == "" then error("skewguard.store: key must be a non-empty string", 3) end
-end
-
-local function check_ttl(ttl)
-  if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge then
-    error("skewguard.store: ttl must be a positive number of seconds", 3)
-  end
-end
+local check_key, check_ttl = args.check_key, args.check_ttl
 
 -- The live entry under key in `map`, dropping an expired one.
 local function live(self, map, key)

@@ -28,6 +28,7 @@
 local core = require "skewguard.core"
 local cjson = require "cjson.safe"
 local errors = require "skewguard.errors"
+local args = require "skewguard.store.args"
 
 local M = {}
 local Store = {}
@@ -61,15 +62,7 @@ function M.new(opts)
   return setmetatable({ dict = dict, name = name, prefix = prefix }, Store)
 end
 
-local function check_key(key)
-  if type(key) ~= "string" or key == "" then error("skewguard.store: key must be a non-empty string", 3) end
-end
-
-local function check_ttl(ttl)
-  if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge then
-    error("skewguard.store: ttl must be a positive number of seconds", 3)
-  end
-end
+local check_key, check_ttl = args.check_key, args.check_ttl
 
 local function failed(self, op, err)
   return nil, errors.new("unavailable", ("shared dict %s: %s failed: %s"):format(self.name, op, tostring(err)))

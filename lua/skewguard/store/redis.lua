@@ -13,6 +13,7 @@ local core = require "skewguard.core"
 local errors = require "skewguard.errors"
 local logmod = require "skewguard.log"
 local cjson = require("cjson.safe").new()
+local args = require "skewguard.store.args"
 
 local M = {}
 local Store = {}
@@ -397,7 +398,7 @@ function Store:_command(argv)
 end
 
 function Store:_key(key)
-  if type(key) ~= "string" or key == "" then error("skewguard.store.redis: key must be a non-empty string", 3) end
+  args.check_key(key, "skewguard.store.redis", 1)
   return self.prefix .. key
 end
 
@@ -409,9 +410,7 @@ function Store:_secret()
 end
 
 local function check_ttl(ttl)
-  if type(ttl) ~= "number" or ttl ~= ttl or ttl <= 0 or ttl == math.huge then
-    error("skewguard.store.redis: ttl must be a positive number of seconds", 3)
-  end
+  args.check_ttl(ttl, "skewguard.store.redis", 1)
   return string.format("%d", math.ceil(ttl * 1000))
 end
 
