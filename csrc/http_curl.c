@@ -88,7 +88,10 @@ static char *dup_opt_string(lua_State *L, int idx, const char *k) {
     if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "skewguard.http: option '%s' must be a string", k);
     s = lua_tolstring(L, -1, &n);
     out = malloc(n + 1);
-    if (out == NULL) luaL_error(L, "skewguard.http: out of memory");
+    if (out == NULL) {
+      luaL_error(L, "skewguard.http: out of memory");
+      return NULL; /* not reached: luaL_error does not return */
+    }
     memcpy(out, s, n + 1);
   }
   lua_pop(L, 1);
@@ -274,32 +277,49 @@ static struct curl_slist *build_headers(lua_State *L, int idx, const char **bad)
   return list;
 }
 
-/* Pushes the header block as res.headers (lower-case names; a repeated header's
- * values joined with ", " as RFC 9110 §5.3 allows) and res.header_list (every
- * line in order as {name, value}). Also returns the status line's reason. */
-static void push_headers(lua_State *L, const dbuf *head) {
-  const char *p = head->p != NULL ? head->p : "", *end = p + head->n;
+/* One line of a response header block: a field line gives its name (lower-cased
+ * into `name`) and its value (without surrounding blanks and the CR). Returns 0
+ * for anything else: a status line, the blank end line, a line without a colon
+ * or with an empty or overlong name. Pure, so the fuzzer can call it too. */
+int sg_header_line(const char *line, size_t n, char name[SG_HEADER_NAME_MAX], size_t *name_n,
+                   const char **value, size_t *value_n) {
+  const char *colon, *vs, *ve;
+  size_t i, kn;
+  if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) return 0;
+  colon = memchr(line, ':', n);
+  if (colon == NULL || colon == line) return 0;
+  kn = (size_t)(colon - line);
+  if (kn >= SG_HEADER_NAME_MAX) return 0;
+  for (i = 0; i < kn; i++) name[i] = (char)tolower((unsigned char)line[i]);
+  vs = colon + 1;
+  ve = line + n;
+  while (vs < ve && (*vs == ' ' || *vs == '\t')) vs++;
+  while (ve > vs && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+  *name_n = kn;
+  *value = vs;
+  *value_n = (size_t)(ve - vs);
+  return 1;
+}
+
+/* Pushes the header block as headers (lower-case names; a repeated header's
+ * values joined with ", " as RFC 9110 §5.3 allows) and then header_list (every
+ * field line in order as {name, value}). */
+void sg_push_headers(lua_State *L, const char *block, size_t n) {
+  const char *p = block != NULL ? block : "", *end = p + (block != NULL ? n : 0);
   int list_i = 0;
   lua_newtable(L); /* headers */
   lua_newtable(L); /* header_list */
   while (p < end) {
-    const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *vs, *ve;
-    size_t i, kn;
-    char name[128];
+    const char *eol = memchr(p, '\n', (size_t)(end - p)), *vs;
+    size_t kn, vn;
+    char name[SG_HEADER_NAME_MAX];
     if (eol == NULL) eol = end;
-    colon = memchr(p, ':', (size_t)(eol - p));
-    if (colon != NULL && colon > p && (size_t)(colon - p) < sizeof name && !(eol - p >= 5 && memcmp(p, "HTTP/", 5) == 0)) {
-      kn = (size_t)(colon - p);
-      for (i = 0; i < kn; i++) name[i] = (char)tolower((unsigned char)p[i]);
-      vs = colon + 1;
-      ve = eol;
-      while (vs < ve && (*vs == ' ' || *vs == '\t')) vs++;
-      while (ve > vs && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+    if (sg_header_line(p, (size_t)(eol - p), name, &kn, &vs, &vn)) {
       /* header_list entry */
       lua_createtable(L, 2, 0);
       lua_pushlstring(L, name, kn);
       lua_rawseti(L, -2, 1);
-      lua_pushlstring(L, vs, (size_t)(ve - vs));
+      lua_pushlstring(L, vs, vn);
       lua_rawseti(L, -2, 2);
       lua_rawseti(L, -2, ++list_i);
       /* headers[name], joined */
@@ -308,10 +328,10 @@ static void push_headers(lua_State *L, const dbuf *head) {
       lua_rawget(L, -4);
       if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
-        lua_pushlstring(L, vs, (size_t)(ve - vs));
+        lua_pushlstring(L, vs, vn);
       } else {
         lua_pushliteral(L, ", ");
-        lua_pushlstring(L, vs, (size_t)(ve - vs));
+        lua_pushlstring(L, vs, vn);
         lua_concat(L, 3);
       }
       lua_rawset(L, -4);
@@ -433,7 +453,7 @@ static int l_request(lua_State *L) {
   lua_createtable(L, 0, 20);
   lua_pushinteger(L, (lua_Integer)status);
   lua_setfield(L, -2, "status");
-  push_headers(L, &h->head);
+  sg_push_headers(L, h->head.p, h->head.n);
   lua_setfield(L, -3, "header_list");
   lua_setfield(L, -2, "headers");
   lua_pushlstring(L, h->body.p != NULL ? h->body.p : "", h->body.n);

@@ -158,7 +158,7 @@ static int l_format_http_date(lua_State *L) {
   luaL_argcheck(L, when >= 0 && when < 253402300800.0, 1, "time out of the HTTP-date range");
   t = (time_t)floor(when);
   if (gmtime_r(&t, &tm) == NULL) return luaL_argerror(L, 1, "time not representable");
-  snprintf(out, sizeof out, "%s, %02d %s %04d %02d:%02d:%02d GMT", day_short[tm.tm_wday],
+  (void)snprintf(out, sizeof out, "%s, %02d %s %04d %02d:%02d:%02d GMT", day_short[tm.tm_wday],
            tm.tm_mday, month_short[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
            tm.tm_sec);
   lua_pushstring(L, out);

@@ -65,6 +65,12 @@ typedef struct sg_skew sg_skew;
  * Returns 0 (and leaves lo/hi alone) when the estimator has no samples yet. */
 int sg_skew_interval(const sg_skew *est, double now_wall, double *lo, double *hi);
 
+/* Response header parsing (http_curl.c), separate from libcurl so it can be fuzzed. */
+#define SG_HEADER_NAME_MAX 128
+int sg_header_line(const char *line, size_t n, char name[SG_HEADER_NAME_MAX], size_t *name_n,
+                   const char **value, size_t *value_n);
+void sg_push_headers(lua_State *L, const char *block, size_t n);
+
 /* Runtime failure convention: return nil, message, kind. */
 int sg_fail(lua_State *L, const char *kind, const char *fmt, ...);
 
