@@ -13,6 +13,7 @@
 
 LUA ?= lua5.4
 CC ?= cc
+.DEFAULT_GOAL := all
 
 # The one list of Debian packages: build, tests, benchmarks, demo.
 # luajit2 is OpenResty's LuaJIT, the one Debian's nginx Lua module links; the

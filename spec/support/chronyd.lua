@@ -23,7 +23,7 @@ local function free_udp_port()
   return tonumber(port)
 end
 
-function M.start()
+local function start_once()
   local dir = sh("mktemp -d")
   assert(dir ~= "", "mktemp failed")
   local self = setmetatable({ dir = dir, port = free_udp_port() }, Chronyd)
@@ -59,9 +59,23 @@ function M.start()
   if not res then
     local log = self:log()
     self:stop()
-    error("chronyd did not serve: " .. tostring(msg) .. "\n" .. log)
+    local port_taken = log:find("Could not open NTP socket", 1, true)
+    return nil, "chronyd did not serve: " .. tostring(msg) .. "\n" .. log, port_taken
   end
   return self
+end
+
+--- Starts chronyd on a free port. The port is free when probed but another process
+-- (parallel test runs) may take it before chronyd binds it: then try another port.
+function M.start()
+  local last
+  for _ = 1, 5 do
+    local self, err, port_taken = start_once()
+    if self then return self end
+    last = err
+    if not port_taken then break end
+  end
+  error(last)
 end
 
 function Chronyd:log()
