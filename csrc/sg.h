@@ -56,6 +56,7 @@ const char *sg_b64_error(int code); /* a message for a nonzero result */
 /* HTTP-date (httpdate.c): the three forms of RFC 9110 §5.6.7, checked strictly,
  * converted by curl_getdate. Returns 1 and the Unix time, or 0. */
 int sg_http_date_parse(const char *s, size_t n, int64_t *unix_time);
+#define SG_HTTP_DATE_END 253402300800LL /* 10000-01-01T00:00:00Z: beyond a 4-digit year */
 
 /* Skew estimator (skew.c). The userdata block is the struct itself. */
 #define SG_SKEW_MT "skewguard.skew"

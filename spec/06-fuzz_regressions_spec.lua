@@ -36,5 +36,22 @@ describe("fuzz regressions", function()
     assert.near(95, lo, 1e-9)
     assert.near(96, hi, 1e-9)
   end)
+
+  it("HTTP-date: a leap second on 9999-12-31 is refused, not turned into year 10000", function()
+    -- fuzz/corpus/httpdate/regress-leap-second-into-year-10000: the leap second moves
+    -- to the next minute, here 10000-01-01, a time no HTTP-date can say and that
+    -- format_http_date refuses; parse and Retry-After must stay inside the range.
+    local last = "Fri, 31 Dec 9999 23:59:60 GMT"
+    local t, msg, kind = core.parse_http_date(last)
+    assert.is_nil(t)
+    assert.equal("protocol", kind)
+    assert.truthy(msg)
+    assert.is_nil((core.parse_retry_after(last)))
+    local just_before = assert(core.parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT"))
+    assert.equal("Fri, 31 Dec 9999 23:59:59 GMT", core.format_http_date(just_before))
+    -- other leap seconds still land on the next minute
+    assert.equal(1, assert(core.parse_http_date("Sat, 31 Dec 2016 23:59:60 GMT"))
+      - assert(core.parse_http_date("Sat, 31 Dec 2016 23:59:59 GMT")))
+  end)
 end)
 
