@@ -169,10 +169,9 @@ function Client:_limiter(token_key)
   return self.limiter
 end
 
---- Waits until the client-side limiter lets a request on this token go;
--- returns the limiter (nil when there is none).
+--- Waits until the client-side limiter lets a request on this token go.
 function Client:_rate_wait(token_key)
-  if not self.rate_limit then return nil end
+  if not self.rate_limit then return end
   local lim = self:_limiter(token_key)
   local wait = lim:delay(self.transport:now())
   if wait > 0 then self.counters.rate_limit_waits = self.counters.rate_limit_waits + 1 end
@@ -181,7 +180,6 @@ function Client:_rate_wait(token_key)
     wait = lim:delay(self.transport:now())
   end
   lim:record(self.transport:now())
-  return lim
 end
 
 local function build_request(self, method, path, opts)
@@ -225,12 +223,11 @@ function Client:request(method, path, opts)
   while true do
     local access, gen, tkey = self:_token()
     if not access then return nil, gen end
-    local limiter = self:_rate_wait(tkey or gen)
+    self:_rate_wait(tkey or gen)
     req.headers.authorization = "Bearer " .. access
     c.requests = c.requests + 1
     local res, err = self.transport:request(req)
     req.headers.authorization = nil
-    if limiter and res and res.t_send_mono then limiter:sent(res.t_send_mono) end
     if not res then
       attempts = attempts + 1
       if err.kind == "network" and may_retry_failures and attempts <= self.max_retries then

@@ -34,13 +34,4 @@ function Limiter:record(now)
   if self.count < self.limit then self.count = self.count + 1 end
 end
 
---- The request recorded last actually left at monotonic time `at` (the
--- transport's send instant, later than the decision). Keeping the real instant
--- makes the rule hold for send times, however long each request took to leave:
--- recorded decision times alone let a slow request and a fast one land closer
--- together than the window allows.
-function Limiter:sent(at)
-  if self.count > 0 and at > self.ring[self.head] then self.ring[self.head] = at end
-end
-
 return M
