@@ -20,7 +20,7 @@ CC ?= cc
 # plain `luajit` package conflicts with it.
 DEB_PACKAGES = build-essential clang libclang-rt-14-dev pkg-config \
   lua5.4 liblua5.4-dev lua5.1 luajit2 libluajit2-5.1-dev \
-  lua-cjson lua-busted lua-check lua-socket luarocks \
+  lua-cjson lua-busted lua-check lua-socket lua-sec luarocks \
   libcurl4-openssl-dev curl libssl-dev openssl libhiredis-dev \
   nginx-light libnginx-mod-http-lua chrony faketime \
   python3 python3-ntplib python3-httpx gnuplot-nox redis-server valgrind procps wrk \
@@ -40,7 +40,7 @@ SO = $(BUILD)/skewguard/core.so
 WARN = -Wall -Wextra -Werror -pedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CFLAGS ?= -O2 -g
 SG_CFLAGS = -std=c99 $(WARN) -fPIC -fvisibility=hidden -I$(LUA_INC) $(CFLAGS)
-LDLIBS = -lcurl -lssl -lcrypto
+LDLIBS = -lcurl -lhiredis -lssl -lcrypto
 LDFLAGS_SO = -shared
 
 SRCS = $(wildcard csrc/*.c)
@@ -74,7 +74,9 @@ test:
 	$(MAKE) all LUA=luajit
 	sh tools/test.sh
 
+# The nginx specs load the plain LuaJIT build into nginx (not instrumented).
 asan:
+	$(MAKE) all LUA=luajit
 	$(MAKE) all LUA=lua5.4 BUILD=build/asan CC=clang \
 	  CFLAGS="-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 	SG_SANITIZE=asan SKEWGUARD_BUILD=build/asan sh tools/test.sh lua5.4
@@ -114,7 +116,7 @@ $(FUZZ_BUILD)/obj/%.o: csrc/%.c $(HDRS)
 $(FUZZ_BUILD)/bin/%: fuzz/%.c fuzz/harness.h $(FUZZ_OBJS) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang -std=c99 $(WARN) -I/usr/include/lua5.4 -DSG_ROOT='"$(CURDIR)"' $(FUZZ_SAN) -fsanitize=fuzzer \
-	  -o $@ $< $(FUZZ_OBJS) -llua5.4 -lcurl -lssl -lcrypto -lm
+	  -o $@ $< $(FUZZ_OBJS) -llua5.4 $(LDLIBS) -lm
 
 fuzz-build: $(FUZZ_BINS)
 

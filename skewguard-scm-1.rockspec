@@ -14,6 +14,7 @@ clock, 401 refresh-and-retry-once, Retry-After-aware backoff, and OpenResty tran
 dependencies = { "lua >= 5.1, < 5.5", "lua-cjson" }
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
   OPENSSL = { header = "openssl/evp.h", library = "ssl" },
   CRYPTO = { library = "crypto" },
 }
@@ -23,7 +24,7 @@ build = {
     CFLAGS = "$(CFLAGS)",
     LUA_INC = "$(LUA_INCDIR)",
     BUILD = "build/rock",
-    LDFLAGS = "-L$(CURL_LIBDIR) -L$(OPENSSL_LIBDIR) -L$(CRYPTO_LIBDIR)",
+    LDFLAGS = "-L$(CURL_LIBDIR) -L$(HIREDIS_LIBDIR) -L$(OPENSSL_LIBDIR) -L$(CRYPTO_LIBDIR)",
   },
   install_variables = {
     BUILD = "build/rock",

@@ -19,6 +19,9 @@ SG_EXPORT int luaopen_skewguard_core(lua_State *L) {
   sg_open_sntp(L);
   sg_open_token(L);
   sg_open_http(L);
+  sg_open_redis(L);
+  sg_open_seal(L);
+  sg_open_x509(L);
   lua_pushliteral(L, SG_VERSION);
   lua_setfield(L, -2, "version");
   lua_pushliteral(L, LUA_VERSION);

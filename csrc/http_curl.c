@@ -8,8 +8,10 @@
 #include <errno.h>
 #include <time.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <curl/curl.h>
 #include "sg.h"
 
@@ -29,7 +31,18 @@ typedef struct {
   int too_large;
   char errbuf[CURL_ERROR_SIZE];
   unsigned long requests;
+  /* The handle holds the per-transport options and the last request was a
+   * plain GET: the next plain GET only changes URL, timeouts and headers
+   * (curl_easy_reset and twenty setopts per request cost more than the rest
+   * of the binding on a keep-alive loopback call). */
+  int plain_get_ready;
+  /* "Accept-Encoding: ..." for what this libcurl can decode, sent as a header
+   * line (with CURLOPT_ACCEPT_ENCODING curl formats it anew per request). */
+  char accept_encoding[64];
   int closed;
+  /* Read by the transfer's own callbacks: right before the request is sent, and
+   * when the (final) status line arrives. */
+  double t_send_mono, t_send_wall, t_recv_mono, t_recv_wall;
 } sg_http;
 
 static void dbuf_free(dbuf *b) {
@@ -71,13 +84,33 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
   sg_http *h = (sg_http *)ud;
   size_t n = size * nmemb;
-  if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) h->head.n = 0;
+  if (n >= 5 && memcmp(data, "HTTP/", 5) == 0) {
+    /* The server stamped its Date before this line left it: the instant bounds a
+     * Date sample from above. The last status line counts (after a 1xx). */
+    h->t_recv_mono = sg_monotonic();
+    h->t_recv_wall = sg_wall();
+    h->head.n = 0;
+  }
   if (h->head.n + n > h->max_body) {
     h->too_large = 1;
     return 0;
   }
   return dbuf_add(&h->head, data, n) ? n : 0;
 }
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* Called with the connection made (or reused), right before the request is sent:
+ * the server cannot have seen the request earlier, so this bounds a Date sample
+ * from below. curl's own PRETRANSFER offset counts from an internal start that
+ * is not our t0, and under load the two drift apart by hundreds of microseconds. */
+static int on_prereq(void *ud, char *primary_ip, char *local_ip, int primary_port, int local_port) {
+  sg_http *h = (sg_http *)ud;
+  (void)primary_ip; (void)local_ip; (void)primary_port; (void)local_port;
+  h->t_send_mono = sg_monotonic();
+  h->t_send_wall = sg_wall();
+  return CURL_PREREQFUNC_OK;
+}
+#endif
 
 static char *dup_opt_string(lua_State *L, int idx, const char *k) {
   char *out = NULL;
@@ -137,9 +170,9 @@ static sg_http *check_http(lua_State *L) {
 static int l_http_new(lua_State *L) {
   sg_http *h;
   int opts = 1;
-  if (lua_isnoneornil(L, 1)) {
+  if (lua_isnoneornil(L, 1)) { /* no options: an empty table at index 1 */
+    lua_settop(L, 0);
     lua_newtable(L);
-    lua_replace(L, 1);
   }
   luaL_checktype(L, opts, LUA_TTABLE);
   h = (sg_http *)sg_newuserdata(L, sizeof *h);
@@ -163,6 +196,25 @@ static int l_http_new(lua_State *L) {
   h->ca_file = dup_opt_string(L, opts, "ca_file");
   h->ca_path = dup_opt_string(L, opts, "ca_path");
   h->user_agent = dup_opt_string(L, opts, "user_agent");
+  {
+    /* The encodings CURLOPT_ACCEPT_ENCODING "" would offer, in curl's order
+     * (at most 40 characters, the buffer holds 64). */
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    const char *enc[3];
+    int k = 0;
+    if (v->features & CURL_VERSION_LIBZ) enc[k++] = "deflate, gzip";
+#ifdef CURL_VERSION_BROTLI
+    if (v->features & CURL_VERSION_BROTLI) enc[k++] = "br";
+#endif
+#ifdef CURL_VERSION_ZSTD
+    if (v->features & CURL_VERSION_ZSTD) enc[k++] = "zstd";
+#endif
+    if (k == 0) h->accept_encoding[0] = '\0';
+    else
+      (void)snprintf(h->accept_encoding, sizeof h->accept_encoding, "Accept-Encoding: %s%s%s%s%s",
+                     enc[0], k > 1 ? ", " : "", k > 1 ? enc[1] : "", k > 2 ? ", " : "",
+                     k > 2 ? enc[2] : "");
+  }
   h->easy = curl_easy_init();
   if (h->easy == NULL) luaL_error(L, "skewguard.http: curl_easy_init failed");
   return 1;
@@ -216,18 +268,22 @@ static void free_headers(struct curl_slist *list) {
 
 /* Builds "Name: value" lines; an empty value uses curl's "Name;" form so the
  * header is sent rather than removed. Returns NULL and sets *bad on a bad entry. */
-static struct curl_slist *build_headers(lua_State *L, int idx, const char **bad) {
+static struct curl_slist *build_headers(lua_State *L, int idx, const sg_http *h, int has_body,
+                                        const char **bad) {
   struct curl_slist *list = NULL, *next;
+  const char *user_agent = h->user_agent != NULL ? h->user_agent : "skewguard";
+  int own_agent = 0, own_encoding = 0;
   *bad = NULL;
   /* Without this curl waits for "100 Continue" before sending larger bodies. */
-  list = curl_slist_append(list, "Expect:");
-  if (list == NULL) {
-    *bad = "out of memory";
-    return NULL;
+  if (has_body) {
+    list = curl_slist_append(list, "Expect:");
+    if (list == NULL) {
+      *bad = "out of memory";
+      return NULL;
+    }
   }
-  if (lua_isnil(L, idx)) return list;
-  lua_pushnil(L);
-  while (lua_next(L, idx) != 0) {
+  if (!lua_isnil(L, idx)) lua_pushnil(L);
+  while (!lua_isnil(L, idx) && lua_next(L, idx) != 0) {
     size_t kn, vn;
     const char *k, *v;
     char *line;
@@ -238,6 +294,8 @@ static struct curl_slist *build_headers(lua_State *L, int idx, const char **bad)
     }
     k = lua_tolstring(L, -2, &kn);
     v = lua_tolstring(L, -1, &vn);
+    if (kn == 10 && strncasecmp(k, "user-agent", 10) == 0) own_agent = 1;
+    if (kn == 15 && strncasecmp(k, "accept-encoding", 15) == 0) own_encoding = 1;
     if (kn == 0 || !header_text_ok(k, kn) || !header_text_ok(v, vn) || memchr(k, ':', kn) != NULL) {
       lua_pop(L, 2);
       *bad = "a header name or value contains a line break, NUL or colon";
@@ -270,6 +328,25 @@ static struct curl_slist *build_headers(lua_State *L, int idx, const char **bad)
     }
     list = next;
   }
+  /* A header line rather than CURLOPT_USERAGENT, which curl re-formats per request. */
+  if (*bad == NULL && !own_agent) {
+    size_t n = strlen(user_agent);
+    char *line = malloc(n + 13);
+    if (line == NULL) {
+      *bad = "out of memory";
+    } else {
+      (void)snprintf(line, n + 13, "User-Agent: %s", user_agent);
+      next = curl_slist_append(list, line);
+      free(line);
+      if (next == NULL) *bad = "out of memory";
+      else list = next;
+    }
+  }
+  if (*bad == NULL && !own_encoding && h->accept_encoding[0] != '\0') {
+    next = curl_slist_append(list, h->accept_encoding);
+    if (next == NULL) *bad = "out of memory";
+    else list = next;
+  }
   if (*bad != NULL) {
     free_headers(list);
     return NULL;
@@ -301,38 +378,44 @@ int sg_header_line(const char *line, size_t n, char name[SG_HEADER_NAME_MAX], si
   return 1;
 }
 
-/* Pushes the header block as headers (lower-case names; a repeated header's
- * values joined with ", " as RFC 9110 §5.3 allows) and then header_list (every
- * field line in order as {name, value}). */
-void sg_push_headers(lua_State *L, const char *block, size_t n) {
+/* Pushes the header block as res.headers (lower-case names; a repeated header's
+ * values joined with ", " as RFC 9110 §5.3 allows) and res.header_list (every
+ * line in order as {name, value}; nil when the request said header_list = false). */
+void sg_push_headers(lua_State *L, const char *block, size_t n, int with_list) {
   const char *p = block != NULL ? block : "", *end = p + (block != NULL ? n : 0);
   int list_i = 0;
-  lua_newtable(L); /* headers */
-  lua_newtable(L); /* header_list */
+  const char *q;
+  int lines = 0;
+  for (q = p; q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++) lines++;
+  /* Sized up front: growing a table rehashes it at every power of two. */
+  lua_createtable(L, 0, lines); /* headers */
+  if (with_list) lua_createtable(L, lines, 0); /* header_list */
+  else lua_pushnil(L);
   while (p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p)), *vs;
     size_t kn, vn;
     char name[SG_HEADER_NAME_MAX];
     if (eol == NULL) eol = end;
     if (sg_header_line(p, (size_t)(eol - p), name, &kn, &vs, &vn)) {
-      /* header_list entry */
-      lua_createtable(L, 2, 0);
       lua_pushlstring(L, name, kn);
-      lua_rawseti(L, -2, 1);
-      lua_pushlstring(L, vs, vn);
-      lua_rawseti(L, -2, 2);
-      lua_rawseti(L, -2, ++list_i);
-      /* headers[name], joined */
-      lua_pushlstring(L, name, kn);
-      lua_pushvalue(L, -1);
-      lua_rawget(L, -4);
+      lua_pushlstring(L, vs, vn); /* headers, list, name, value */
+      if (with_list) {
+        lua_createtable(L, 2, 0);
+        lua_pushvalue(L, -3);
+        lua_rawseti(L, -2, 1);
+        lua_pushvalue(L, -2);
+        lua_rawseti(L, -2, 2);
+        lua_rawseti(L, -4, ++list_i);
+      }
+      lua_pushvalue(L, -2);
+      lua_rawget(L, -5);
       if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
-        lua_pushlstring(L, vs, vn);
-      } else {
+      } else { /* a repeated header: "old, value" */
         lua_pushliteral(L, ", ");
-        lua_pushlstring(L, vs, vn);
+        lua_pushvalue(L, -3);
         lua_concat(L, 3);
+        lua_remove(L, -2);
       }
       lua_rawset(L, -4);
     }
@@ -351,6 +434,28 @@ static void set_number(lua_State *L, const char *k, double v) {
   lua_setfield(L, -2, k);
 }
 
+/* The options that stay the same for every request of this transport. */
+static void set_transport_options(sg_http *h) {
+  CURL *e = h->easy;
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+#if LIBCURL_VERSION_NUM >= 0x075500
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+  if (h->ca_file != NULL) curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
+  if (h->ca_path != NULL) curl_easy_setopt(e, CURLOPT_CAPATH, h->ca_path);
+  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->max_body);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, h);
+}
+
 static int l_request(lua_State *L) {
   sg_http *h = check_http(L);
   CURL *e;
@@ -360,6 +465,7 @@ static int l_request(lua_State *L) {
   size_t body_n = 0;
   double timeout, t0_mono, t0_wall, pre, start;
   long status = 0, version = 0, connects = 0;
+  int plain_get;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   lua_getfield(L, 2, "url");          /* 3 */
@@ -367,11 +473,13 @@ static int l_request(lua_State *L) {
   lua_getfield(L, 2, "body");         /* 5 */
   lua_getfield(L, 2, "headers");      /* 6 */
   lua_getfield(L, 2, "timeout");      /* 7 */
+  lua_getfield(L, 2, "header_list");  /* 8 */
   if (lua_type(L, 3) != LUA_TSTRING) luaL_error(L, "skewguard.http: req.url must be a string");
   if (!lua_isnil(L, 4) && lua_type(L, 4) != LUA_TSTRING) luaL_error(L, "skewguard.http: req.method must be a string");
   if (!lua_isnil(L, 5) && lua_type(L, 5) != LUA_TSTRING) luaL_error(L, "skewguard.http: req.body must be a string");
   if (!lua_isnil(L, 6) && !lua_istable(L, 6)) luaL_error(L, "skewguard.http: req.headers must be a table");
   if (!lua_isnil(L, 7) && lua_type(L, 7) != LUA_TNUMBER) luaL_error(L, "skewguard.http: req.timeout must be a number");
+  if (!lua_isnil(L, 8) && !lua_isboolean(L, 8)) luaL_error(L, "skewguard.http: req.header_list must be a boolean");
   url = lua_tostring(L, 3);
   method = lua_isnil(L, 4) ? "GET" : lua_tostring(L, 4);
   if (!lua_isnil(L, 5)) body = lua_tolstring(L, 5, &body_n);
@@ -386,36 +494,23 @@ static int l_request(lua_State *L) {
     for (i = 0; i < mn; i++)
       if (!isupper((unsigned char)method[i])) luaL_error(L, "skewguard.http: req.method must be upper-case letters");
   }
-  headers = build_headers(L, 6, &bad);
+  headers = build_headers(L, 6, h, body != NULL, &bad);
   if (headers == NULL) return luaL_error(L, "skewguard.http: %s", bad);
 
   e = h->easy;
-  /* Reset clears per-request options but keeps live connections and caches. */
-  curl_easy_reset(e);
+  plain_get = body == NULL && strcmp(method, "GET") == 0;
+  if (!(plain_get && h->plain_get_ready)) {
+    /* Reset clears per-request options but keeps live connections and caches. */
+    curl_easy_reset(e);
+    set_transport_options(h);
+  }
+  h->plain_get_ready = 0;
   h->body.n = h->head.n = 0;
   h->too_large = 0;
   h->errbuf[0] = '\0';
-  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, h->errbuf);
   curl_easy_setopt(e, CURLOPT_URL, url);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-#if LIBCURL_VERSION_NUM >= 0x075500
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, to_ms(h->connect_timeout < timeout ? h->connect_timeout : timeout));
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, to_ms(timeout));
-  curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (h->ca_file != NULL) curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
-  if (h->ca_path != NULL) curl_easy_setopt(e, CURLOPT_CAPATH, h->ca_path);
-  curl_easy_setopt(e, CURLOPT_USERAGENT, h->user_agent != NULL ? h->user_agent : "skewguard");
-  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-  curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)h->max_body);
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, h);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
   if (strcmp(method, "HEAD") == 0) {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
@@ -432,8 +527,16 @@ static int l_request(lua_State *L) {
    * starttransfer offsets then place the send and first-byte instants. */
   t0_mono = sg_monotonic();
   t0_wall = sg_wall();
+  h->t_send_mono = t0_mono; /* without a prereq callback: the conservative start */
+  h->t_send_wall = t0_wall;
+  h->t_recv_mono = h->t_recv_wall = 0;
+#if LIBCURL_VERSION_NUM >= 0x075000
+  curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, on_prereq);
+  curl_easy_setopt(e, CURLOPT_PREREQDATA, h);
+#endif
   rc = curl_easy_perform(e);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL);
+  h->plain_get_ready = plain_get;
   free_headers(headers);
   h->requests++;
   if (rc != CURLE_OK) {
@@ -453,17 +556,21 @@ static int l_request(lua_State *L) {
   lua_createtable(L, 0, 20);
   lua_pushinteger(L, (lua_Integer)status);
   lua_setfield(L, -2, "status");
-  sg_push_headers(L, h->head.p, h->head.n);
+  sg_push_headers(L, h->head.p, h->head.n, lua_isnil(L, 8) || lua_toboolean(L, 8));
   lua_setfield(L, -3, "header_list");
   lua_setfield(L, -2, "headers");
   lua_pushlstring(L, h->body.p != NULL ? h->body.p : "", h->body.n);
   lua_setfield(L, -2, "body");
   set_number(L, "t_start_mono", t0_mono);
   set_number(L, "t_start_wall", t0_wall);
-  set_number(L, "t_send_mono", t0_mono + pre);
-  set_number(L, "t_send_wall", t0_wall + pre);
-  set_number(L, "t_recv_mono", t0_mono + start);
-  set_number(L, "t_recv_wall", t0_wall + start);
+  if (h->t_recv_mono == 0) { /* no status line seen (cannot happen on success) */
+    h->t_recv_mono = sg_monotonic();
+    h->t_recv_wall = sg_wall();
+  }
+  set_number(L, "t_send_mono", h->t_send_mono);
+  set_number(L, "t_send_wall", h->t_send_wall);
+  set_number(L, "t_recv_mono", h->t_recv_mono);
+  set_number(L, "t_recv_wall", h->t_recv_wall);
   set_number(L, "time_namelookup", info_seconds(e, CURLINFO_NAMELOOKUP_TIME_T));
   set_number(L, "time_connect", info_seconds(e, CURLINFO_CONNECT_TIME_T));
   set_number(L, "time_appconnect", info_seconds(e, CURLINFO_APPCONNECT_TIME_T));

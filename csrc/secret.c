@@ -51,7 +51,39 @@ static int l_fingerprint(lua_State *L) {
   return 1;
 }
 
+static void push_hex(lua_State *L, const unsigned char *bytes, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  char out[2 * 64];
+  size_t i;
+  for (i = 0; i < n; i++) {
+    out[2 * i] = hex[bytes[i] >> 4];
+    out[2 * i + 1] = hex[bytes[i] & 15];
+  }
+  lua_pushlstring(L, out, 2 * n);
+}
+
+/* Store keys are derived from the credential's public part (token URL, client id). */
+static int l_sha256_hex(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256((const unsigned char *)s, n, md);
+  push_hex(L, md, sizeof md);
+  return 1;
+}
+
+/* Record ids and lock owners: unguessable, so a stale writer cannot collide. */
+static int l_random_hex(lua_State *L) {
+  lua_Integer n = luaL_optinteger(L, 1, 16);
+  unsigned char buf[64];
+  luaL_argcheck(L, n >= 1 && n <= (lua_Integer)sizeof buf, 1, "between 1 and 64 bytes");
+  if (!sg_random_bytes(buf, (size_t)n)) return luaL_error(L, "skewguard: the CSPRNG failed");
+  push_hex(L, buf, (size_t)n);
+  return 1;
+}
+
 void sg_open_secret(lua_State *L) {
-  static const luaL_Reg fns[] = {{"fingerprint", l_fingerprint}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"fingerprint", l_fingerprint}, {"sha256_hex", l_sha256_hex},
+                                 {"random_hex", l_random_hex}, {NULL, NULL}};
   sg_setfuncs(L, fns, 0);
 }

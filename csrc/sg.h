@@ -20,6 +20,9 @@ void sg_open_skew(lua_State *L);     /* skew_new and the skewguard.skew class */
 void sg_open_sntp(lua_State *L);    /* sntp_request, sntp_query, the skewguard.sntp_exchange class */
 void sg_open_token(lua_State *L);    /* token and the skewguard.token class */
 void sg_open_http(lua_State *L);     /* http, sleep, curl_version and the skewguard.http class */
+void sg_open_redis(lua_State *L);    /* redis_format, redis_reader, random_hex */
+void sg_open_seal(lua_State *L);     /* seal, unseal */
+void sg_open_x509(lua_State *L);     /* x509_check_host */
 
 /* Clocks (clock.c): float seconds. */
 double sg_monotonic(void);
@@ -70,7 +73,7 @@ int sg_skew_interval(const sg_skew *est, double now_wall, double *lo, double *hi
 #define SG_HEADER_NAME_MAX 128
 int sg_header_line(const char *line, size_t n, char name[SG_HEADER_NAME_MAX], size_t *name_n,
                    const char **value, size_t *value_n);
-void sg_push_headers(lua_State *L, const char *block, size_t n);
+void sg_push_headers(lua_State *L, const char *block, size_t n, int with_list);
 
 /* Runtime failure convention: return nil, message, kind. */
 int sg_fail(lua_State *L, const char *kind, const char *fmt, ...);

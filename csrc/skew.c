@@ -25,6 +25,7 @@ struct skew_sample {
 struct sg_skew {
   double drift;   /* seconds of skew change per second, e.g. 50e-6 */
   double max_rtt; /* Date samples with a longer round trip are dropped */
+  double stamp_lag; /* how far a server's Date may lag its clock (a cached time) */
   int capacity;   /* max_samples */
   int count;      /* active samples: the newest `count` of the ring */
   int newest;     /* ring index of the newest sample */
@@ -180,9 +181,12 @@ static int l_observe_date(lua_State *L) {
                    rtt, est->max_rtt);
   if (!sg_http_date_parse(header, n, &date))
     return sg_fail(L, "protocol", "Date sample dropped: the header is not an HTTP-date");
-  /* The skew may drift during the round trip; the sample holds at t_recv. */
+  /* The skew may drift during the round trip; the sample holds at t_recv. A
+   * server that cuts Date from a cached clock stamps a time up to stamp_lag old:
+   * its second D then only says server time < D + 1 + stamp_lag, which lowers
+   * the bound on the skew by stamp_lag (the upper bound is unaffected). */
   drift = est->drift * rtt;
-  stepped = add_sample(est, t_send - ((double)date + 1) - drift, t_recv - (double)date + drift,
+  stepped = add_sample(est, t_send - ((double)date + 1) - est->stamp_lag - drift, t_recv - (double)date + drift,
                        t_recv, intern_source(L, est, 5, "date"));
   lua_pushboolean(L, 1);
   lua_pushboolean(L, stepped);
@@ -337,7 +341,9 @@ static int l_skew_new(lua_State *L) {
   luaL_argcheck(L, drift_ppm >= 0 && drift_ppm <= 1e4, 1, "drift_ppm must be 0..10000");
   luaL_argcheck(L, max_samples >= 1 && max_samples <= SKEW_CAPACITY, 2,
                 "max_samples must be 1..256");
+  double stamp_lag = luaL_optnumber(L, 5, 0);
   luaL_argcheck(L, max_rtt > 0, 3, "max_rtt must be positive");
+  luaL_argcheck(L, stamp_lag >= 0 && stamp_lag <= 1, 5, "stamp_lag must be 0..1 s");
   if (has_wall) luaL_checktype(L, 4, LUA_TFUNCTION);
   /* With three arguments the userdata lands at index 4: decide on the wall
    * clock before pushing it, or the estimator becomes its own clock. */
@@ -345,6 +351,7 @@ static int l_skew_new(lua_State *L) {
   memset(est, 0, sizeof *est);
   est->drift = drift_ppm * 1e-6;
   est->max_rtt = max_rtt;
+  est->stamp_lag = stamp_lag;
   est->capacity = (int)max_samples;
   luaL_getmetatable(L, SG_SKEW_MT);
   lua_setmetatable(L, -2);

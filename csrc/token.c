@@ -1,11 +1,13 @@
 /* The token userdata: credential and token material in C memory (wiped when
  * replaced or collected), deadlines on the monotonic clock, refresh windows,
  * single-flight marker, and request builders for the OAuth grants. No I/O. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, CLOCK_MONOTONIC_COARSE */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "sg.h"
 
 #define SG_TOKEN_MT "skewguard.token"
@@ -31,12 +33,22 @@ typedef struct {
   double lifetime;    /* deadline - issued */
   double mandatory;   /* seconds before deadline: every caller waits for renewal */
   double advisory;    /* seconds before deadline: one caller renews, others go on */
+  double fresh_window; /* max(0, mandatory, advisory): fresh while more is left */
   double exp_server, nbf_server; /* as given (server wall time), NaN if absent */
   double buffer, jitter, advisory_cap, advisory_fraction, stale_refresh;
   uint64_t generation;
   int refreshing;
   double refresh_started;
   int estimator_ref; /* registry reference to an attached skew estimator */
+  /* Registry reference to the access token as a Lua string while it is current,
+   * so the fresh-token fast path returns it without a copy. Lua cannot wipe it;
+   * the reference is dropped when the token is replaced, invalidated or closed. */
+  int access_ref;
+  char fingerprint[SG_FINGERPRINT_LEN + 1]; /* of the current access token */
+  double coarse_margin; /* two ticks of the coarse monotonic clock, seconds */
+  /* The caller's clock at accept() was this process's monotonic clock (not an
+   * injected or virtual one): only then may the fast path read the clock itself. */
+  int on_monotonic;
   int closed;
 } sg_token;
 
@@ -221,19 +233,66 @@ static double now_arg(lua_State *L, int idx) {
   return lua_isnoneornil(L, idx) ? sg_monotonic() : luaL_checknumber(L, idx);
 }
 
-static const char *token_state(const sg_token *t, double now, double *left) {
+enum token_state { ST_EMPTY, ST_EXPIRED, ST_NOT_YET_VALID, ST_MANDATORY, ST_ADVISORY, ST_FRESH };
+static const char *const state_names[] = {"empty", "expired", "not_yet_valid", "mandatory",
+                                          "advisory", "fresh"};
+
+static enum token_state state_at(const sg_token *t, double now, double *left) {
   *left = 0;
-  if (!t->has_token) return "empty";
+  if (!t->has_token) return ST_EMPTY;
   *left = t->deadline - now;
-  if (*left <= 0) return "expired";
-  if (now < t->valid_from) return "not_yet_valid";
-  if (*left <= t->mandatory) return "mandatory";
-  if (*left <= t->advisory) return "advisory";
-  return "fresh";
+  if (*left <= 0) return ST_EXPIRED;
+  if (now < t->valid_from) return ST_NOT_YET_VALID;
+  if (*left <= t->mandatory) return ST_MANDATORY;
+  if (*left <= t->advisory) return ST_ADVISORY;
+  return ST_FRESH;
 }
 
-static void drop_token(sg_token *t) {
+static const char *token_state(const sg_token *t, double now, double *left) {
+  return state_names[state_at(t, now, left)];
+}
+
+/* The coarse monotonic clock is one vDSO read without a counter access. It lags
+ * the precise clock by less than a tick, so [coarse, coarse + 2 ticks] surely
+ * contains the precise time. The margin is -1 where there is no coarse clock. */
+static double coarse_margin(void) {
+#ifdef CLOCK_MONOTONIC_COARSE
+  struct timespec ts;
+  if (clock_getres(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+    return 2 * ((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+#endif
+  return -1;
+}
+
+static void now_window(const sg_token *t, double *lo, double *hi) {
+#ifdef CLOCK_MONOTONIC_COARSE
+  if (t->coarse_margin >= 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    *lo = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    *hi = *lo + t->coarse_margin;
+    return;
+  }
+#endif
+  *lo = *hi = sg_monotonic();
+}
+
+/* Fresh at every instant of [lo, hi]: the same comparisons as state_at(), at
+ * the ends where they bind (seconds left only shrink as time goes on, also in
+ * floating point, and valid_from only matters at the start). */
+static int fresh_throughout(const sg_token *t, double lo, double hi) {
+  return t->has_token && lo >= t->valid_from && t->deadline - hi > t->fresh_window;
+}
+
+static void unref_access(lua_State *L, sg_token *t) {
+  if (t->access_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, t->access_ref);
+  t->access_ref = LUA_NOREF;
+}
+
+static void drop_token(lua_State *L, sg_token *t) {
   secret_clear(&t->access);
+  unref_access(L, t);
+  t->fingerprint[0] = '\0';
   t->has_token = 0;
 }
 
@@ -241,9 +300,8 @@ static void release(lua_State *L, sg_token *t) {
   if (t->closed) return;
   secret_clear(&t->client_id);
   secret_clear(&t->client_secret);
-  secret_clear(&t->access);
   secret_clear(&t->refresh);
-  t->has_token = 0;
+  drop_token(L, t);
   if (t->estimator_ref != LUA_NOREF) {
     luaL_unref(L, LUA_REGISTRYINDEX, t->estimator_ref);
     t->estimator_ref = LUA_NOREF;
@@ -274,6 +332,8 @@ static int l_token_new(lua_State *L) {
   t = (sg_token *)sg_newuserdata(L, sizeof *t);
   memset(t, 0, sizeof *t);
   t->estimator_ref = LUA_NOREF;
+  t->access_ref = LUA_NOREF;
+  t->coarse_margin = coarse_margin();
   t->valid_from = -HUGE_VAL;
   t->exp_server = t->nbf_server = NAN;
   t->closed = 1; /* until fully built: __gc of a half-built object does nothing */
@@ -420,9 +480,14 @@ static int l_accept(lua_State *L) {
   lifetime = deadline - t_send;
   if (lifetime <= 0) lifetime = deadline - now;
   secret_set(L, &t->access, access, access_n);
+  unref_access(L, t);
+  lua_getfield(L, 2, "access_token"); /* the answer's own string: no further copy */
+  t->access_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  sg_fingerprint(access, access_n, t->fingerprint);
   if (refresh != NULL) secret_set(L, &t->refresh, refresh, refresh_n);
   (void)snprintf(t->token_type, sizeof t->token_type, "%s", "Bearer");
   t->has_token = 1;
+  t->on_monotonic = fabs(now - sg_monotonic()) < 0.5;
   t->issued = t_send;
   t->deadline = deadline;
   t->valid_from = valid_from;
@@ -435,6 +500,8 @@ static int l_accept(lua_State *L) {
   if (extra > t->advisory_cap) extra = t->advisory_cap;
   /* Per-token jitter so a fleet sharing a credential does not renew in lock-step. */
   t->advisory = t->mandatory + extra * (1.0 - t->jitter * uniform01());
+  t->fresh_window = t->advisory > t->mandatory ? t->advisory : t->mandatory;
+  if (t->fresh_window < 0) t->fresh_window = 0;
   t->generation++;
   sg_pushint64(L, t->generation);
   return 1;
@@ -461,11 +528,8 @@ static int l_access_token(lua_State *L) {
   sg_token *t = check_token(L);
   double left;
   const char *state = token_state(t, now_arg(L, 2), &left);
-  if (!t->has_token) {
-    lua_pushnil(L);
-  } else {
-    lua_pushlstring(L, t->access.p, t->access.n);
-  }
+  if (!t->has_token) lua_pushnil(L);
+  else lua_rawgeti(L, LUA_REGISTRYINDEX, t->access_ref);
   lua_pushstring(L, state);
   lua_pushnumber(L, left);
   return 3;
@@ -494,7 +558,7 @@ static int l_invalidate(lua_State *L) {
   sg_token *t = check_token(L);
   double g = luaL_checknumber(L, 2);
   if (t->has_token && g == (double)t->generation) {
-    drop_token(t);
+    drop_token(L, t);
     lua_pushboolean(L, 1);
   } else {
     lua_pushboolean(L, 0);
@@ -555,6 +619,61 @@ static int l_info(lua_State *L) {
       lua_setfield(L, -2, "nbf");
     }
   }
+  return 1;
+}
+
+/* ---- the fresh-token fast path ------------------------------------------ */
+
+/* Pushes access, generation, fingerprint when the token is fresh throughout
+ * [lo, hi]; otherwise pushes nothing and returns 0. */
+static int push_if_fresh(lua_State *L, const sg_token *t, double lo, double hi, int details) {
+  if (!fresh_throughout(t, lo, hi)) return 0; /* close() dropped the token */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, t->access_ref);
+  if (!details) return 1;
+  sg_pushint64(L, t->generation);
+  lua_pushstring(L, t->fingerprint);
+  return 3;
+}
+
+/* The answer get() gives in the fresh state, or nil and the state: every other
+ * state needs the policy (renewal, single flight, waiting) in Lua. */
+static int l_fresh(lua_State *L) {
+  sg_token *t = check_token(L);
+  double lo, hi, left;
+  enum token_state st;
+  int n, own_clock = lua_isnoneornil(L, 2);
+  if (own_clock) now_window(t, &lo, &hi);
+  else lo = hi = luaL_checknumber(L, 2);
+  /* Deadlines on another (injected) clock cannot be compared with ours. */
+  n = own_clock && !t->on_monotonic ? 0 : push_if_fresh(L, t, lo, hi, 1);
+  if (n > 0) return n;
+  st = state_at(t, lo, &left);
+  if (st == ST_FRESH) st = state_at(t, hi, &left); /* it ends inside the window */
+  lua_pushnil(L);
+  lua_pushstring(L, state_names[st]);
+  return 2;
+}
+
+/* reader() -> access | nil; reader(true) -> access, generation, fingerprint | nil.
+ * A closure over the token so the hot path pays for one C call and no type
+ * check. The coarse clock is enough: its tick (about 4 ms) is far below any
+ * window, and the two-tick margin keeps it from ever seeing "fresh" when the
+ * precise clock would not. */
+static int l_fresh_reader_call(lua_State *L) {
+  const sg_token *t = (const sg_token *)lua_touserdata(L, lua_upvalueindex(1));
+  double lo, hi;
+  int n;
+  now_window(t, &lo, &hi);
+  n = t->on_monotonic ? push_if_fresh(L, t, lo, hi, lua_toboolean(L, 1)) : 0;
+  if (n > 0) return n;
+  lua_pushnil(L);
+  return 1;
+}
+
+static int l_fresh_reader(lua_State *L) {
+  check_token(L);
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, l_fresh_reader_call, 1);
   return 1;
 }
 
@@ -776,6 +895,8 @@ void sg_open_token(lua_State *L) {
     {"state", l_state},
     {"generation", l_generation},
     {"access_token", l_access_token},
+    {"fresh", l_fresh},
+    {"fresh_reader", l_fresh_reader},
     {"authorization", l_authorization},
     {"has_refresh_token", l_has_refresh_token},
     {"forget_refresh_token", l_forget_refresh_token},

@@ -11,7 +11,7 @@
 static int l_push_headers(lua_State *L) {
   size_t n;
   const char *block = luaL_checklstring(L, 1, &n);
-  sg_push_headers(L, block, n);
+  sg_push_headers(L, block, n, 1);
   return 2;
 }
 

@@ -400,15 +400,17 @@ describe("the Genesys stand-in", function()
 
     it("hangs for T seconds without blocking other requests", function()
       local token = s:token()
-      s:control { api = { kind = "hang", seconds = 0.6, count = 2 } }
+      -- 1.5 s: long enough that the second curl (a process start away on a loaded
+      -- machine) arrives while the first is still held
+      s:control { api = { kind = "hang", seconds = 1.5, count = 2 } }
       local url = s.url .. "/api/v2/tokens/me"
       local started = socket.gettime()
       local out = sh(("for i in 1 2; do curl -s --max-time 5 -o /dev/null -w '%%{http_code}\\n' "
         .. "-H 'Authorization: Bearer %s' %s & done; wait"):format(token, url))
       local elapsed = socket.gettime() - started
       assert.equal("200\n200\n", out)
-      -- Served side by side: one after the other would take 1.2 s.
-      assert.is_true(elapsed >= 0.6 and elapsed < 1.2, "elapsed " .. elapsed)
+      -- Served side by side: one after the other would take 3 s.
+      assert.is_true(elapsed >= 1.5 and elapsed < 3, "elapsed " .. elapsed)
       assert.equal(2, s:counter("max_inflight"))
       assert.equal(0, s:counter("inflight"))
     end)

@@ -88,3 +88,33 @@ describe("logger", function()
     assert.equal(" a=1 b=x c=0.5", log.format_fields({ c = 0.5, b = "x", a = 1 }))
   end)
 end)
+
+describe("client-side rate limiter with late sends", function()
+  it("keeps the limit on the actual send instants when sends lag their reservations", function()
+    local lim = ratelimit.new(3, 1)
+    local now, sends = 0, {}
+    -- a few requests leave 0.3 s after their reservation (slow connect), the rest at once
+    for i = 1, 30 do
+      local wait = lim:delay(now)
+      while wait > 0 do now = now + wait; wait = lim:delay(now) end
+      local slot = lim:record(now)
+      local actual = now + ((i == 1 or i == 11 or i == 20) and 0.3 or 0)
+      lim:sent(slot, now, actual)
+      sends[#sends + 1] = actual
+      now = math.max(now, actual)
+    end
+    table.sort(sends)
+    for i = 4, #sends do
+      assert.is_true(sends[i] - sends[i - 3] >= 1 - 1e-9, "4 sends within a second at " .. i)
+    end
+  end)
+
+  it("ignores a slot that was reused meanwhile", function()
+    local lim = ratelimit.new(2, 1)
+    local slot = lim:record(0)
+    lim:record(0.1)
+    lim:record(1.0)          -- reuses slot 1
+    lim:sent(slot, 0, 5)     -- stale: must not touch the new entry
+    assert.near(0.1 + 1 - 1.05, lim:delay(1.05), 1e-9)
+  end)
+end)

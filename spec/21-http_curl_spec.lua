@@ -15,6 +15,18 @@ location = /echo {
   echo "$request_method|$http_authorization|$http_content_type|$content_length|$http_x_empty";
   echo_request_body;
 }
+location = /agent {
+  echo_read_request_body;
+  echo "$request_method|$http_user_agent|$http_expect|$content_length";
+}
+location = /gz {
+  gzip on;
+  gzip_min_length 1;
+  gzip_types text/plain;
+  default_type text/plain;
+  echo "$http_accept_encoding";
+  echo_duplicate 200 "z";
+}
 location = /slow { echo_sleep 3; echo "late"; }
 location = /chunked { echo_duplicate 5000 "0123456789"; }
 location = /status { return 503 '{"message":"down"}'; }
@@ -135,6 +147,61 @@ describe("libcurl transport", function()
     assert.is_nil(res)
     assert.equal("config", err.kind)
     t:close()
+  end)
+
+  it("sends User-Agent skewguard unless the transport or the request names another", function()
+    local t = curl.new()
+    assert.equal("GET|skewguard||\n", assert(t:request({ url = server.url .. "/agent" })).body)
+    assert.equal("GET|mine/1||\n", assert(t:request({ url = server.url .. "/agent",
+      headers = { ["User-Agent"] = "mine/1" } })).body)
+    t:close()
+    t = curl.new({ user_agent = "theirs/2" })
+    assert.equal("GET|theirs/2||\n", assert(t:request({ url = server.url .. "/agent" })).body)
+    t:close()
+  end)
+
+  it("offers the encodings libcurl decodes, once, and hands back the decoded body", function()
+    local t = curl.new()
+    local res = assert(t:request({ url = server.url .. "/gz" }))
+    assert.equal("gzip", res.headers["content-encoding"])
+    local offered, rest = res.body:match("^([^\n]*)\n(.*)$")
+    assert.equal(string.rep("z", 200), rest)
+    assert.truthy(offered:find("gzip", 1, true))
+    assert.is_nil(offered:find("gzip.*gzip"))
+    res = assert(t:request({ url = server.url .. "/gz", headers = { ["Accept-Encoding"] = "identity" } }))
+    assert.is_nil(res.headers["content-encoding"])
+    assert.equal("identity\n" .. string.rep("z", 200), res.body)
+    t:close()
+  end)
+
+  it("keeps each request's method and body apart on one reused handle", function()
+    local t = curl.new()
+    local url = server.url .. "/agent"
+    local function call(method, body) return assert(t:request({ method = method, url = url, body = body })) end
+    local get = "GET|skewguard||\n"
+    assert.equal(get, call("GET").body)
+    assert.equal("POST|skewguard||3\n", call("POST", "abc").body)
+    assert.equal(get, call("GET").body)
+    assert.equal("", call("HEAD").body)
+    assert.equal(get, call("GET").body)
+    assert.equal("PUT|skewguard||2\n", call("PUT", "xy").body)
+    assert.equal(get, call("GET").body)
+    assert.equal("DELETE|skewguard||\n", call("DELETE").body)
+    assert.equal(get, call("GET").body)
+    assert.equal(get, call("GET").body)
+    t:close()
+  end)
+
+  it("leaves out header_list when the request says header_list = false", function()
+    local http = core.http()
+    local res = assert(http:request({ url = server.url .. "/hello", header_list = false }))
+    assert.is_nil(res.header_list)
+    assert.equal("one, two", res.headers["x-twice"])
+    local with_list = assert(http:request({ url = server.url .. "/hello" }))
+    assert.is_true(#with_list.header_list >= 4, #with_list.header_list)
+    assert.has_error(function() http:request({ url = server.url .. "/hello", header_list = 1 }) end,
+      "skewguard.http: req.header_list must be a boolean")
+    http:close()
   end)
 
   it("sleeps on the monotonic clock", function()

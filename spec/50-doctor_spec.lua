@@ -4,24 +4,9 @@ local standin = require "support.standin"
 local sntp_server = require "support.sntp_server"
 local cjson = require "cjson"
 
-local interpreter = jit and "luajit" or "lua5.4"
-local build = os.getenv("SKEWGUARD_BUILD") or (jit and "build/luajit" or "build/lua5.4")
+local script = require "support.script"
 
-local function doctor(args, env)
-  local cmd = table.concat({
-    "env",
-    "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;'",
-    "LUA_CPATH='./" .. build .. "/?.so;;'",
-    env or "",
-    interpreter, "bin/skewguard-doctor", args, "2>/dev/null; echo \"__exit=$?\"",
-  }, " ")
-  -- the exit code comes back in the output: LuaJIT's close() does not return it
-  local f = assert(io.popen(cmd))
-  local out = f:read("*a")
-  f:close()
-  local code = tonumber(out:match("__exit=(%d+)%s*$"))
-  return out:gsub("__exit=%d+%s*$", ""), code
-end
+local function doctor(args, env) return script.run("bin/skewguard-doctor", args, env, true) end
 
 describe("skewguard-doctor", function()
   local s, ntp

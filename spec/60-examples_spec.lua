@@ -1,18 +1,7 @@
 -- The examples run as users run them, against the stand-in.
 local standin = require "support.standin"
 
-local interpreter = jit and "luajit" or "lua5.4"
-local build = os.getenv("SKEWGUARD_BUILD") or (jit and "build/luajit" or "build/lua5.4")
-
-local function run(script, args, env)
-  local cmd = table.concat({ "env", "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;'",
-    "LUA_CPATH='./" .. build .. "/?.so;;'", env or "", interpreter, script, args, "2>&1; echo \"__exit=$?\"" }, " ")
-  local f = assert(io.popen(cmd))
-  local out = f:read("*a")
-  f:close()
-  local code = tonumber(out:match("__exit=(%d+)%s*$"))
-  return out:gsub("__exit=%d+%s*$", ""), code
-end
+local run = require("support.script").run
 
 describe("examples", function()
   local s

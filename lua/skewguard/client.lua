@@ -62,6 +62,17 @@ local function encode_query(query)
 end
 M.encode_query = encode_query
 
+-- The fresh-token fast path: a C closure over the manager's token userdata that
+-- returns the access token (and with `true` also generation and fingerprint) while
+-- the token is fresh, exactly what tokens:get() returns then, and nil in every other
+-- state, where get() applies the policy. Nil for a token manager of another shape.
+local function fresh_reader(tokens)
+  local tok = type(tokens) == "table" and rawget(tokens, "tok")
+  local mt = type(tok) == "userdata" and getmetatable(tok)
+  if type(mt) == "table" and mt.__name == "skewguard.token" then return tok:fresh_reader() end
+  return nil
+end
+
 --- Builds a client. `cfg` is already validated by the caller (genesys.new):
 -- api_url, tokens (token manager), transport, estimator, log, and the policy numbers.
 function M.new(cfg)
@@ -82,11 +93,26 @@ function M.new(cfg)
     backoff_cap = cfg.backoff_cap or 30,
     random = cfg.random or math.random,
     limiter = nil, limiter_key = nil,
+    _fresh = nil,
     counters = {
       requests = 0, responses = 0, retries_401 = 0, retries_429 = 0, retries_5xx = 0,
       retries_network = 0, rate_limit_waits = 0, wait_seconds = 0, skew_samples = 0, token_retries = 0,
     },
   }, Client)
+  local fresh = fresh_reader(self.tokens)
+  self._fresh = fresh
+  if fresh then
+    -- client:token() finds this in the instance: no metatable walk, no field
+    -- lookup, one C call while the token is fresh. Another self (c.token(other))
+    -- or any other state goes to the method.
+    self.token = function(me)
+      if me == self then
+        local access = fresh()
+        if access then return access end
+      end
+      return Client.token(me)
+    end
+  end
   return self
 end
 
@@ -97,16 +123,43 @@ function Client:_sleep(seconds, why)
   self.transport:sleep(seconds)
 end
 
---- Feeds the Date header of any response into the skew estimator.
-function Client:observe(res)
-  local est = self.estimator
-  local date = res.headers and res.headers["date"]
-  if not est or not date or res.headers["age"] then return end
-  if not (res.t_send_wall and res.t_recv_wall) then return end
-  if res.t_recv_wall - res.t_send_wall > MAX_SAMPLE_RTT then return end
-  if est:observe_date(date, res.t_send_wall, res.t_recv_wall) then
+function Client:_feed_date(date, t_send, t_recv)
+  if self.estimator:observe_date(date, t_send, t_recv) then
     self.counters.skew_samples = self.counters.skew_samples + 1
   end
+end
+
+-- Feeds the held-back sample of the current Date second (see observe).
+function Client:_flush_date()
+  local t_send = self._held_send
+  if t_send then
+    self._held_send = nil
+    self:_feed_date(self._date_run, t_send, self._held_recv)
+  end
+end
+
+--- Feeds the Date header of any response into the skew estimator.
+-- Of the responses stamped with the same Date second, the first gives the
+-- tightest upper bound and the latest the tightest lower bound; when requests
+-- go one after another every response in between is wider on both sides and
+-- says nothing new. So the first is fed at once and the latest is held back
+-- until the second changes (or the skew is read). A busy client then spends
+-- no microsecond per response on redundant samples, and they do not flood the
+-- estimator's ring (128 samples) and push the informative ones out.
+function Client:observe(res)
+  local est = self.estimator
+  local h = res.headers
+  local date = h and h.date
+  if not est or not date or h.age then return end
+  local t_send, t_recv = res.t_send_wall, res.t_recv_wall
+  if not (t_send and t_recv) or t_recv - t_send > MAX_SAMPLE_RTT then return end
+  if date == self._date_run then
+    self._held_send, self._held_recv = t_send, t_recv
+    return
+  end
+  self:_flush_date()
+  self._date_run = date
+  self:_feed_date(date, t_send, t_recv)
 end
 
 -- Genesys error bodies: { message, code, status, contextId, ... }
@@ -133,6 +186,7 @@ function Client:_retry_after(res)
   local n, form = core.parse_retry_after(value)
   if not n then return nil end
   if form == "delta" then return n end
+  self:_flush_date()
   -- server time n corresponds to local wall n + skew; the latest such is n + hi
   local at = self.estimator and self.estimator:to_local(n, "late") or n
   local wait = at - (res.t_recv_wall or self.transport:wall())
@@ -142,7 +196,10 @@ end
 function Client:_skew_error(res, code)
   local est = self.estimator
   local skew, uncertainty = nil, nil
-  if est then skew = est:skew(); uncertainty = est:uncertainty() end
+  if est then
+    self:_flush_date()
+    skew = est:skew(); uncertainty = est:uncertainty()
+  end
   local fields = { status = 401, code = code, correlation_id = res.correlation_id }
   if skew and math.abs(skew) - uncertainty > self.skew_threshold then
     fields.skew = skew
@@ -179,7 +236,8 @@ function Client:_rate_wait(token_key)
     self:_sleep(wait, "client rate limit")
     wait = lim:delay(self.transport:now())
   end
-  lim:record(self.transport:now())
+  local reserved = self.transport:now()
+  return lim, lim:record(reserved), reserved
 end
 
 local function build_request(self, method, path, opts)
@@ -205,7 +263,10 @@ local function build_request(self, method, path, opts)
     body = encoded
     headers["content-type"] = headers["content-type"] or "application/json"
   end
-  return { method = method, url = url, headers = headers, body = body, timeout = opts.timeout or self.timeout }
+  -- header_list = false: the client's responses expose headers only (saves a
+  -- table per header line in the curl binding; other transports ignore it)
+  return { method = method, url = url, headers = headers, body = body, timeout = opts.timeout or self.timeout,
+    header_list = false }
 end
 
 --- One API call with the whole policy. Returns a response (status < 400), or
@@ -220,14 +281,20 @@ function Client:request(method, path, opts)
   local retried_401 = false
   local attempts = 0
   local c = self.counters
+  local fresh = self._fresh
   while true do
-    local access, gen, tkey = self:_token()
-    if not access then return nil, gen end
-    self:_rate_wait(tkey or gen)
+    local access, gen, tkey
+    if fresh then access, gen, tkey = fresh(true) end
+    if not access then
+      access, gen, tkey = self:_token()
+      if not access then return nil, gen end
+    end
+    local lim, slot, reserved = self:_rate_wait(tkey or gen)
     req.headers.authorization = "Bearer " .. access
     c.requests = c.requests + 1
     local res, err = self.transport:request(req)
     req.headers.authorization = nil
+    if lim and res then lim:sent(slot, reserved, res.t_send_mono) end
     if not res then
       attempts = attempts + 1
       if err.kind == "network" and may_retry_failures and attempts <= self.max_retries then
@@ -305,8 +372,14 @@ function Client:_token()
   end
 end
 
---- A valid access token (renewing if needed), or nil, err.
+--- A valid access token (renewing if needed), or nil, err. A fresh token comes
+-- from one C call (see fresh_reader); anything else goes through the policy.
 function Client:token()
+  local fresh = self._fresh
+  if fresh then
+    local access = fresh()
+    if access then return access end
+  end
   local access, err = self:_token()
   return access, err
 end
@@ -378,12 +451,22 @@ function Client:paginate(path, query)
   end
 end
 
+--- Inside nginx: renews the token from an ngx.timer so requests never wait for
+-- one (skewguard.renewal). Call once per worker, e.g. in init_worker_by_lua*.
+-- opts: interval (longest gap between checks, 1 s), min_interval (0.05 s).
+-- Returns a handle with stop().
+function Client:start_renewal_timer(opts)
+  return require("skewguard.renewal").start(self.tokens, opts, self.log)
+end
+
 function Client:skew()
   if not self.estimator then return nil end
+  self:_flush_date()
   return self.estimator:skew(), self.estimator:uncertainty()
 end
 
 function Client:server_now()
+  if self.estimator then self:_flush_date() end
   return self.estimator and self.estimator:server_now() or self.transport:wall()
 end
 

@@ -16,7 +16,7 @@ local OPTIONS = {
   logger = "function", log_level = "string", transport = "table",
   estimator = "userdata", retry_unsafe = "boolean", backoff_base = "number", backoff_cap = "number",
   scope = "string", jitter = "number", advisory_max = "number", advisory_fraction = "number",
-  wall = "function",
+  wall = "function", store = "table",
 }
 
 local function check(opts)
@@ -70,8 +70,17 @@ function M.new(opts)
   local log = logmod.new(opts.logger, opts.log_level)
   local transport = opts.transport
   if not transport then
-    transport = require("skewguard.transport.curl").new({ timeout = timeout, ca_file = opts.ca_file,
-      ca_path = opts.ca_path })
+    -- libcurl in scripts, cosockets inside nginx (never a blocking call in a worker)
+    local topts = { timeout = timeout }
+    if require("skewguard.transport").nginx_phase() then
+      if opts.ca_file or opts.ca_path then
+        error("skewguard.genesys.new: inside nginx, TLS trust comes from lua_ssl_trusted_certificate, "
+          .. "not ca_file/ca_path", 2)
+      end
+    else
+      topts.ca_file, topts.ca_path = opts.ca_file, opts.ca_path
+    end
+    transport = require("skewguard.transport").default(topts)
   end
   local estimator = opts.estimator or require("skewguard.skew").new({ wall = opts.wall })
   local tokens = require("skewguard.token").new({
@@ -79,6 +88,7 @@ function M.new(opts)
     token_url = login_url .. "/oauth/token", transport = transport, estimator = estimator,
     buffer = opts.buffer, jitter = opts.jitter, advisory_max = opts.advisory_max,
     advisory_fraction = opts.advisory_fraction, scope = opts.scope, timeout = timeout, log = log,
+    store = opts.store,
   })
   local rate_limit = opts.rate_limit
   if rate_limit == nil then rate_limit = 300 end

@@ -1,6 +1,7 @@
 --- Logging with levels and fields. A logger is function(level, message, fields).
--- The default is quiet unless SKEWGUARD_LOG names a level; inside nginx it writes
--- through ngx.log at the matching level, elsewhere to stderr.
+-- The default is quiet unless SKEWGUARD_LOG names a level, except inside nginx,
+-- where it writes through ngx.log at the matching level and the error_log level
+-- decides what is kept; elsewhere it writes to stderr.
 -- Callers never pass secrets: tokens are logged by fingerprint only.
 local M = {}
 
@@ -35,12 +36,27 @@ local function default_sink()
   end
 end
 
+--- Inside nginx: our level name for the error_log level of this nginx (so lines
+-- nginx would drop are not even formatted); nil outside nginx.
+function M.nginx_threshold()
+  local ngx = rawget(_G, "ngx")
+  if not (ngx and ngx.log and ngx.config and ngx.config.subsystem) then return nil end
+  local ok, errlog = pcall(require, "ngx.errlog")
+  local level = ok and errlog.get_sys_filter_level and errlog.get_sys_filter_level()
+  if type(level) ~= "number" then return "debug" end
+  if level >= ngx.DEBUG then return "debug" end
+  if level >= ngx.INFO then return "info" end
+  if level >= ngx.WARN then return "warn" end
+  return "error"
+end
+
 --- Returns a logger object with :debug/:info/:warn/:error(message, fields).
 -- `sink` is the user's function(level, message, fields) or nil; `threshold` a level name.
 function M.new(sink, threshold)
   threshold = threshold or os.getenv("SKEWGUARD_LOG")
   if sink == nil and (threshold == nil or threshold == "") then
-    threshold = "off"
+    -- inside nginx the error_log level decides; elsewhere quiet by default
+    threshold = M.nginx_threshold() or "off"
   end
   local min = LEVELS[threshold] or (threshold == "off" and math.huge) or LEVELS.debug
   sink = sink or default_sink()

@@ -27,11 +27,24 @@ function Limiter:delay(now)
   return ready > now and ready - now or 0
 end
 
---- Records a send at monotonic time `now`.
+--- Records a send at monotonic time `now` (a reservation made just before the
+-- request goes out). Returns the slot, for `sent`.
 function Limiter:record(now)
   self.head = self.head % self.limit + 1
   self.ring[self.head] = now
   if self.count < self.limit then self.count = self.count + 1 end
+  return self.head
+end
+
+--- The request reserved at `reserved` in `slot` actually left at `actual`
+-- (the transport's send instant, later than the reservation by connection setup
+-- or scheduling). Moving the entry later only makes later waits longer, and it
+-- makes the rule hold for the real send instants. Ignored when the slot has been
+-- reused meanwhile (more than `limit` reservations since).
+function Limiter:sent(slot, reserved, actual)
+  if slot and actual and self.ring[slot] == reserved and actual > reserved then
+    self.ring[slot] = actual
+  end
 end
 
 return M

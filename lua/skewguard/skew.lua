@@ -5,11 +5,15 @@ local core = require "skewguard.core"
 
 local M = {}
 
-local DEFAULTS = { drift_ppm = 50, max_samples = 128, max_rtt = 5 }
-local TYPES = { drift_ppm = "number", max_samples = "number", max_rtt = "number", wall = "function" }
+-- stamp_lag: a server may cut its Date from a clock cached per event-loop turn;
+-- a millisecond covers that at the cost of a millisecond of interval width.
+local DEFAULTS = { drift_ppm = 50, max_samples = 128, max_rtt = 5, stamp_lag = 0.001 }
+local TYPES = { drift_ppm = "number", max_samples = "number", max_rtt = "number", wall = "function",
+  stamp_lag = "number" }
 
 --- opts: drift_ppm (50), max_samples (128, at most 256), max_rtt (5 s: Date
--- samples with a longer round trip are dropped), wall (a function returning
+-- samples with a longer round trip are dropped), stamp_lag (0.001 s: how stale
+-- a server's Date may be), wall (a function returning
 -- the local wall time in seconds; default the system clock. Tests and hosts
 -- with an injected clock offset pass their own).
 function M.new(opts)
@@ -26,7 +30,7 @@ function M.new(opts)
     error("skewguard.skew.new: max_samples must be an integer", 2)
   end
   return core.skew_new(opts.drift_ppm or DEFAULTS.drift_ppm, max_samples,
-    opts.max_rtt or DEFAULTS.max_rtt, opts.wall)
+    opts.max_rtt or DEFAULTS.max_rtt, opts.wall, opts.stamp_lag or DEFAULTS.stamp_lag)
 end
 
 M.defaults = DEFAULTS

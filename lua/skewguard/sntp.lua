@@ -105,6 +105,15 @@ function M.udp_transport(new_udp, timeout_scale)
   end
 end
 
+--- Inside nginx: the same contract over `ngx.socket.udp` (non-blocking; timeouts in
+-- milliseconds). Host names need nginx's `resolver`; IP literals do not. Raises
+-- in phases without cosockets (init_worker, log...), like the HTTP transport.
+M.transports.ngx = function(exchange, host, port, timeout, refused)
+  require("skewguard.transport").check_phase("skewguard.sntp (ngx transport)", 2)
+  local ngx = rawget(_G, "ngx")
+  return M.udp_transport(ngx.socket.udp, 1000)(exchange, host, port, timeout, refused)
+end
+
 -- Kiss-o'-Death memory for this process, keyed by "address port" of the server that
 -- sent the kiss: { code, denied = true } or { code = "RATE", interval, until_mono }.
 local kisses = {}
@@ -168,7 +177,11 @@ local function check_opts(opts)
     error("skewguard.sntp: opts.samples must be an integer >= 1", 3)
   end
   if o.timeout <= 0 then error("skewguard.sntp: opts.timeout must be > 0", 3) end
-  if type(o.transport) ~= "function" then o.transport = M.transports[o.transport or "blocking"] end
+  if type(o.transport) ~= "function" then
+    -- inside nginx a blocking socket would stall the worker: cosockets by default
+    local default = require("skewguard.transport").nginx_phase() and "ngx" or "blocking"
+    o.transport = M.transports[o.transport or default]
+  end
   return o
 end
 

@@ -49,7 +49,11 @@ end
 function M.header_filter()
   ngx.header["ININ-Correlation-Id"] = respond.correlation_id()
   if state.get("date_header") then
-    ngx.header["Date"] = ngx.http_time(math.floor(state.server_now()))
+    -- X-Standin-Stamp: the exact server instant the Date was cut from, so specs
+    -- can check that a client's send/receive instants really bracket it.
+    local now = state.server_now()
+    ngx.header["Date"] = ngx.http_time(math.floor(now))
+    ngx.header["X-Standin-Stamp"] = string.format("%.6f", now)
   else
     ngx.header["Date"] = ""
   end

@@ -60,10 +60,20 @@ function M.init(opts)
   settings:set("revoke_generation", 0)
 end
 
--- Local wall clock, freshly read (nginx caches time per event-loop turn).
+-- Local wall clock, freshly read with full resolution. ngx.now() is cached per
+-- event-loop turn and truncated to milliseconds: a Date stamped from it can fall
+-- up to 1 ms before the request arrived, which a client timing its probes at the
+-- second boundary (the doctor) would see as a wrong answer.
+local ffi = require "ffi"
+pcall(ffi.cdef, [[
+  typedef struct { long tv_sec; long tv_nsec; } standin_timespec;
+  int clock_gettime(int clk_id, standin_timespec *tp);
+]])
+local ts = ffi.new("standin_timespec")
+local CLOCK_REALTIME = 0
 function M.local_now()
-  ngx.update_time()
-  return ngx.now()
+  ffi.C.clock_gettime(CLOCK_REALTIME, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
 end
 
 function M.server_now()
