@@ -121,7 +121,10 @@ static char *dup_opt_string(lua_State *L, int idx, const char *k) {
     if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "skewguard.http: option '%s' must be a string", k);
     s = lua_tolstring(L, -1, &n);
     out = malloc(n + 1);
-    if (out == NULL) luaL_error(L, "skewguard.http: out of memory");
+    if (out == NULL) {
+      luaL_error(L, "skewguard.http: out of memory");
+      return NULL; /* not reached: luaL_error does not return */
+    }
     memcpy(out, s, n + 1);
   }
   lua_pop(L, 1);
@@ -197,26 +200,20 @@ static int l_http_new(lua_State *L) {
     /* The encodings CURLOPT_ACCEPT_ENCODING "" would offer, in curl's order
      * (at most 40 characters, the buffer holds 64). */
     const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
-    char *ae = h->accept_encoding;
-    int any = 0;
-    strcpy(ae, "Accept-Encoding: ");
-    if (v->features & CURL_VERSION_LIBZ) {
-      strcat(ae, "deflate, gzip");
-      any = 1;
-    }
+    const char *enc[3];
+    int k = 0;
+    if (v->features & CURL_VERSION_LIBZ) enc[k++] = "deflate, gzip";
 #ifdef CURL_VERSION_BROTLI
-    if (v->features & CURL_VERSION_BROTLI) {
-      strcat(ae, any ? ", br" : "br");
-      any = 1;
-    }
+    if (v->features & CURL_VERSION_BROTLI) enc[k++] = "br";
 #endif
 #ifdef CURL_VERSION_ZSTD
-    if (v->features & CURL_VERSION_ZSTD) {
-      strcat(ae, any ? ", zstd" : "zstd");
-      any = 1;
-    }
+    if (v->features & CURL_VERSION_ZSTD) enc[k++] = "zstd";
 #endif
-    if (!any) ae[0] = '\0';
+    if (k == 0) h->accept_encoding[0] = '\0';
+    else
+      (void)snprintf(h->accept_encoding, sizeof h->accept_encoding, "Accept-Encoding: %s%s%s%s%s",
+                     enc[0], k > 1 ? ", " : "", k > 1 ? enc[1] : "", k > 2 ? ", " : "",
+                     k > 2 ? enc[2] : "");
   }
   h->easy = curl_easy_init();
   if (h->easy == NULL) luaL_error(L, "skewguard.http: curl_easy_init failed");
@@ -338,8 +335,7 @@ static struct curl_slist *build_headers(lua_State *L, int idx, const sg_http *h,
     if (line == NULL) {
       *bad = "out of memory";
     } else {
-      memcpy(line, "User-Agent: ", 12);
-      memcpy(line + 12, user_agent, n + 1);
+      (void)snprintf(line, n + 13, "User-Agent: %s", user_agent);
       next = curl_slist_append(list, line);
       free(line);
       if (next == NULL) *bad = "out of memory";
@@ -358,11 +354,35 @@ static struct curl_slist *build_headers(lua_State *L, int idx, const sg_http *h,
   return list;
 }
 
+/* One line of a response header block: a field line gives its name (lower-cased
+ * into `name`) and its value (without surrounding blanks and the CR). Returns 0
+ * for anything else: a status line, the blank end line, a line without a colon
+ * or with an empty or overlong name. Pure, so the fuzzer can call it too. */
+int sg_header_line(const char *line, size_t n, char name[SG_HEADER_NAME_MAX], size_t *name_n,
+                   const char **value, size_t *value_n) {
+  const char *colon, *vs, *ve;
+  size_t i, kn;
+  if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) return 0;
+  colon = memchr(line, ':', n);
+  if (colon == NULL || colon == line) return 0;
+  kn = (size_t)(colon - line);
+  if (kn >= SG_HEADER_NAME_MAX) return 0;
+  for (i = 0; i < kn; i++) name[i] = (char)tolower((unsigned char)line[i]);
+  vs = colon + 1;
+  ve = line + n;
+  while (vs < ve && (*vs == ' ' || *vs == '\t')) vs++;
+  while (ve > vs && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+  *name_n = kn;
+  *value = vs;
+  *value_n = (size_t)(ve - vs);
+  return 1;
+}
+
 /* Pushes the header block as res.headers (lower-case names; a repeated header's
  * values joined with ", " as RFC 9110 §5.3 allows) and res.header_list (every
  * line in order as {name, value}; nil when the request said header_list = false). */
-static void push_headers(lua_State *L, const dbuf *head, int with_list) {
-  const char *p = head->p != NULL ? head->p : "", *end = p + head->n;
+void sg_push_headers(lua_State *L, const char *block, size_t n, int with_list) {
+  const char *p = block != NULL ? block : "", *end = p + (block != NULL ? n : 0);
   int list_i = 0;
   const char *q;
   int lines = 0;
@@ -372,20 +392,13 @@ static void push_headers(lua_State *L, const dbuf *head, int with_list) {
   if (with_list) lua_createtable(L, lines, 0); /* header_list */
   else lua_pushnil(L);
   while (p < end) {
-    const char *eol = memchr(p, '\n', (size_t)(end - p)), *colon, *vs, *ve;
-    size_t i, kn;
-    char name[128];
+    const char *eol = memchr(p, '\n', (size_t)(end - p)), *vs;
+    size_t kn, vn;
+    char name[SG_HEADER_NAME_MAX];
     if (eol == NULL) eol = end;
-    colon = memchr(p, ':', (size_t)(eol - p));
-    if (colon != NULL && colon > p && (size_t)(colon - p) < sizeof name && !(eol - p >= 5 && memcmp(p, "HTTP/", 5) == 0)) {
-      kn = (size_t)(colon - p);
-      for (i = 0; i < kn; i++) name[i] = (char)tolower((unsigned char)p[i]);
-      vs = colon + 1;
-      ve = eol;
-      while (vs < ve && (*vs == ' ' || *vs == '\t')) vs++;
-      while (ve > vs && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+    if (sg_header_line(p, (size_t)(eol - p), name, &kn, &vs, &vn)) {
       lua_pushlstring(L, name, kn);
-      lua_pushlstring(L, vs, (size_t)(ve - vs)); /* headers, list, name, value */
+      lua_pushlstring(L, vs, vn); /* headers, list, name, value */
       if (with_list) {
         lua_createtable(L, 2, 0);
         lua_pushvalue(L, -3);
@@ -543,7 +556,7 @@ static int l_request(lua_State *L) {
   lua_createtable(L, 0, 20);
   lua_pushinteger(L, (lua_Integer)status);
   lua_setfield(L, -2, "status");
-  push_headers(L, &h->head, lua_isnil(L, 8) || lua_toboolean(L, 8));
+  sg_push_headers(L, h->head.p, h->head.n, lua_isnil(L, 8) || lua_toboolean(L, 8));
   lua_setfield(L, -3, "header_list");
   lua_setfield(L, -2, "headers");
   lua_pushlstring(L, h->body.p != NULL ? h->body.p : "", h->body.n);

@@ -143,6 +143,8 @@ int sg_http_date_parse(const char *s, size_t n, int64_t *unix_time) {
       return 0;
     if (f.two_digit_year ? tm.tm_year % 100 != f.year : tm.tm_year + 1900 != f.year) return 0;
   }
+  /* 9999-12-31 23:59:60 lands in year 10000, which no HTTP-date can say. */
+  if ((int64_t)t >= SG_HTTP_DATE_END) return 0;
   *unix_time = (int64_t)t;
   return 1;
 }
@@ -155,10 +157,10 @@ static int l_format_http_date(lua_State *L) {
   time_t t;
   struct tm tm;
   /* 0 .. 9999-12-31T23:59:59Z: what a four-digit year can say. */
-  luaL_argcheck(L, when >= 0 && when < 253402300800.0, 1, "time out of the HTTP-date range");
+  luaL_argcheck(L, when >= 0 && when < (double)SG_HTTP_DATE_END, 1, "time out of the HTTP-date range");
   t = (time_t)floor(when);
   if (gmtime_r(&t, &tm) == NULL) return luaL_argerror(L, 1, "time not representable");
-  snprintf(out, sizeof out, "%s, %02d %s %04d %02d:%02d:%02d GMT", day_short[tm.tm_wday],
+  (void)snprintf(out, sizeof out, "%s, %02d %s %04d %02d:%02d:%02d GMT", day_short[tm.tm_wday],
            tm.tm_mday, month_short[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
            tm.tm_sec);
   lua_pushstring(L, out);

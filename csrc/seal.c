@@ -84,7 +84,7 @@ static int l_seal(lua_State *L) {
       EVP_EncryptUpdate(ctx, NULL, &len, &version, 1) == 1 &&
       EVP_EncryptUpdate(ctx, NULL, &len, (const unsigned char *)aad, (int)aad_len) == 1 &&
       EVP_EncryptUpdate(ctx, ct, &len, (const unsigned char *)plaintext, (int)n) == 1 &&
-      EVP_EncryptFinal_ex(ctx, ct + len, &fin) == 1 && (size_t)(len + fin) == n &&
+      EVP_EncryptFinal_ex(ctx, ct + len, &fin) == 1 && (size_t)len + (size_t)fin == n &&
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN, ct + n) == 1)
     ok = 1;
   EVP_CIPHER_CTX_free(ctx); /* cleanses the key schedule */
@@ -125,7 +125,7 @@ static int l_unseal(lua_State *L) {
       EVP_DecryptUpdate(ctx, NULL, &len, (const unsigned char *)aad, (int)aad_len) == 1 &&
       EVP_DecryptUpdate(ctx, plaintext, &len, blob + 1 + SEAL_NONCE_LEN, (int)ct_len) == 1 &&
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN, tag) == 1 &&
-      EVP_DecryptFinal_ex(ctx, plaintext + len, &fin) == 1 && (size_t)(len + fin) == ct_len)
+      EVP_DecryptFinal_ex(ctx, plaintext + len, &fin) == 1 && (size_t)len + (size_t)fin == ct_len)
     ok = 1;
   EVP_CIPHER_CTX_free(ctx);
   sg_wipe(key, sizeof key);

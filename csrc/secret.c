@@ -13,7 +13,7 @@ void sg_wipe(void *p, size_t n) {
 void sg_fingerprint(const void *secret, size_t n, char out[SG_FINGERPRINT_LEN + 1]) {
   static const char hex[] = "0123456789abcdef";
   unsigned char md[SHA256_DIGEST_LENGTH];
-  int i;
+  size_t i;
   SHA256((const unsigned char *)secret, n, md);
   for (i = 0; i < SG_FINGERPRINT_LEN / 2; i++) {
     out[2 * i] = hex[md[i] >> 4];

@@ -59,6 +59,7 @@ const char *sg_b64_error(int code); /* a message for a nonzero result */
 /* HTTP-date (httpdate.c): the three forms of RFC 9110 §5.6.7, checked strictly,
  * converted by curl_getdate. Returns 1 and the Unix time, or 0. */
 int sg_http_date_parse(const char *s, size_t n, int64_t *unix_time);
+#define SG_HTTP_DATE_END 253402300800LL /* 10000-01-01T00:00:00Z: beyond a 4-digit year */
 
 /* Skew estimator (skew.c). The userdata block is the struct itself. */
 #define SG_SKEW_MT "skewguard.skew"
@@ -67,6 +68,12 @@ typedef struct sg_skew sg_skew;
  * time `now_wall`, widened for the age of its samples by the drift bound.
  * Returns 0 (and leaves lo/hi alone) when the estimator has no samples yet. */
 int sg_skew_interval(const sg_skew *est, double now_wall, double *lo, double *hi);
+
+/* Response header parsing (http_curl.c), separate from libcurl so it can be fuzzed. */
+#define SG_HEADER_NAME_MAX 128
+int sg_header_line(const char *line, size_t n, char name[SG_HEADER_NAME_MAX], size_t *name_n,
+                   const char **value, size_t *value_n);
+void sg_push_headers(lua_State *L, const char *block, size_t n, int with_list);
 
 /* Runtime failure convention: return nil, message, kind. */
 int sg_fail(lua_State *L, const char *kind, const char *fmt, ...);

@@ -105,12 +105,26 @@ static int intern_source(lua_State *L, sg_skew *est, int arg, const char *defaul
   return est->nsources++;
 }
 
+/* Two samples agree when their intervals meet once each is widened by the drift
+ * over the time between them. The active samples agree pairwise, which (Helly,
+ * in one dimension) keeps their intersection non-empty at any time at or after
+ * the newest of them, however the samples' own times are ordered. Checking a new
+ * sample against the estimate evaluated at one instant is not enough when the
+ * wall clock went back: the estimate is then evaluated at the newest sample's
+ * time, where an older, now distant sample is wider than at the new one's. */
+static int samples_agree(const sg_skew *est, const struct skew_sample *s, double lo, double hi,
+                         double at) {
+  double widen = est->drift * fabs(at - s->at);
+  return lo <= s->hi + widen && s->lo <= hi + widen;
+}
+
 /* Add a sample; returns 1 when it revealed a clock step. */
 static int add_sample(sg_skew *est, double lo, double hi, double at, int source) {
-  double cur_lo, cur_hi, acc_lo = lo, acc_hi = hi;
-  int stepped = 0, kept;
+  double acc_lo = lo, acc_hi = hi;
+  int stepped = 0, kept, i;
   struct skew_sample *s;
-  if (sg_skew_interval(est, at, &cur_lo, &cur_hi) && (lo > cur_hi || hi < cur_lo)) stepped = 1;
+  for (i = 0; i < est->count && !stepped; i++)
+    if (!samples_agree(est, sample_at(est, i), lo, hi, at)) stepped = 1;
   est->newest = (est->newest + 1) % est->capacity;
   s = &est->ring[est->newest];
   s->lo = lo;
@@ -311,7 +325,7 @@ static int l_tostring(lua_State *L) {
     lua_pushfstring(L, "%s{no samples}: %p", SG_SKEW_MT, (void *)est);
   else {
     char buf[96];
-    snprintf(buf, sizeof buf, "skew=%+.6f s +/- %.6f s, %d samples", lo + (hi - lo) / 2,
+    (void)snprintf(buf, sizeof buf, "skew=%+.6f s +/- %.6f s, %d samples", lo + (hi - lo) / 2,
              (hi - lo) / 2, est->count);
     lua_pushfstring(L, "%s{%s}: %p", SG_SKEW_MT, buf, (void *)est);
   }
@@ -322,6 +336,7 @@ static int l_tostring(lua_State *L) {
 static int l_skew_new(lua_State *L) {
   double drift_ppm = check_finite(L, 1), max_rtt = check_finite(L, 3);
   lua_Integer max_samples = luaL_checkinteger(L, 2);
+  int has_wall = !lua_isnoneornil(L, 4);
   sg_skew *est;
   luaL_argcheck(L, drift_ppm >= 0 && drift_ppm <= 1e4, 1, "drift_ppm must be 0..10000");
   luaL_argcheck(L, max_samples >= 1 && max_samples <= SKEW_CAPACITY, 2,
@@ -329,7 +344,9 @@ static int l_skew_new(lua_State *L) {
   double stamp_lag = luaL_optnumber(L, 5, 0);
   luaL_argcheck(L, max_rtt > 0, 3, "max_rtt must be positive");
   luaL_argcheck(L, stamp_lag >= 0 && stamp_lag <= 1, 5, "stamp_lag must be 0..1 s");
-  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TFUNCTION);
+  if (has_wall) luaL_checktype(L, 4, LUA_TFUNCTION);
+  /* With three arguments the userdata lands at index 4: decide on the wall
+   * clock before pushing it, or the estimator becomes its own clock. */
   est = (sg_skew *)sg_newuserdata_uv(L, sizeof *est);
   memset(est, 0, sizeof *est);
   est->drift = drift_ppm * 1e-6;
@@ -339,7 +356,7 @@ static int l_skew_new(lua_State *L) {
   luaL_getmetatable(L, SG_SKEW_MT);
   lua_setmetatable(L, -2);
   lua_newtable(L);
-  if (!lua_isnoneornil(L, 4)) {
+  if (has_wall) {
     lua_pushvalue(L, 4);
     lua_rawseti(L, -2, 1);
   }

@@ -108,7 +108,7 @@ static double timespec_seconds(const struct timespec *ts) {
 /* Printable rendering of server-chosen bytes: they end up in messages and logs. */
 static void ascii_code(const unsigned char *p, char out[5]) {
   int i;
-  for (i = 0; i < 4; i++) out[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
+  for (i = 0; i < 4; i++) out[i] = (char)((p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?');
   out[4] = '\0';
   for (i = 3; i >= 0 && (p[i] == 0 || out[i] == ' '); i--) out[i] = '\0';
 }
@@ -143,7 +143,7 @@ static void exchange_mark_sent(sntp_exchange *ex, uint64_t t1, double wall, doub
 static int verdict_fail(sntp_verdict *v, int status, const char *kind, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(v->message, sizeof v->message, fmt, ap);
+  (void)vsnprintf(v->message, sizeof v->message, fmt, ap);
   va_end(ap);
   v->kind = kind;
   return status;
@@ -173,13 +173,14 @@ static int exchange_validate(const sntp_exchange *ex, const unsigned char *p, si
   v->version = (p[0] >> 3) & 7;
   v->mode = p[0] & 7;
   v->stratum = p[1];
-  v->poll = (signed char)p[2];
-  v->precision = (signed char)p[3];
+  /* Signed 8-bit fields (log2 seconds), read without implementation-defined casts. */
+  v->poll = p[2] < 128 ? p[2] : p[2] - 256;
+  v->precision = p[3] < 128 ? p[3] : p[3] - 256;
   v->root_delay = be32(p + 4) / 65536.0; /* unsigned short format (RFC 5905) */
   v->root_dispersion = be32(p + 8) / 65536.0;
   v->root_distance = v->root_delay / 2 + v->root_dispersion;
   if (v->stratum <= 1) ascii_code(p + 12, v->refid);
-  else snprintf(v->refid, sizeof v->refid, "%u.%u.%u.%u", p[12], p[13], p[14], p[15]);
+  else (void)snprintf(v->refid, sizeof v->refid, "%u.%u.%u.%u", p[12], p[13], p[14], p[15]);
 
   if (v->mode != 4)
     return verdict_fail(v, SNTP_FAIL, "protocol", "reply has mode %d, expected 4 (server)", v->mode);
@@ -363,26 +364,26 @@ typedef struct {
 static void describe_server(server_name *s, const char *host, int port,
                             const struct sockaddr *sa, socklen_t salen) {
   char num[64]; /* INET6_ADDRSTRLEN plus a scope id */
-  snprintf(s->host, sizeof s->host, "%s", host);
+  (void)snprintf(s->host, sizeof s->host, "%s", host);
   s->port = port;
   if (sa && getnameinfo(sa, salen, num, sizeof num, NULL, 0, NI_NUMERICHOST) == 0)
-    snprintf(s->address, sizeof s->address, "%s", num);
+    (void)snprintf(s->address, sizeof s->address, "%s", num);
   else
     s->address[0] = '\0';
 }
 
 static void server_prefix(const server_name *s, char *out, size_t n) {
   if (s->address[0] && strcmp(s->address, s->host) != 0)
-    snprintf(out, n, "SNTP server %s (%s) port %d: ", s->host, s->address, s->port);
+    (void)snprintf(out, n, "SNTP server %s (%s) port %d: ", s->host, s->address, s->port);
   else
-    snprintf(out, n, "SNTP server %s port %d: ", s->host, s->port);
+    (void)snprintf(out, n, "SNTP server %s port %d: ", s->host, s->port);
 }
 
 static int query_fail(lua_State *L, const server_name *s, const char *kind, const char *fmt, ...) {
   char prefix[256], msg[256];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  (void)vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   server_prefix(s, prefix, sizeof prefix);
   return sg_fail(L, kind, "%s%s", prefix, msg);
@@ -514,7 +515,7 @@ static int query_address(sntp_exchange *ex, const struct addrinfo *ai, double de
                                timespec_seconds(&w4), timespec_seconds(&m4), v);
     if (status != SNTP_BOGUS) break;
     st->bogus++;
-    snprintf(st->last_bogus, sizeof st->last_bogus, "%s", v->message);
+    (void)snprintf(st->last_bogus, sizeof st->last_bogus, "%s", v->message);
   }
   close(fd);
   return status;
@@ -551,7 +552,7 @@ static int l_sntp_query(lua_State *L) {
   hints.ai_socktype = SOCK_DGRAM;
   hints.ai_protocol = IPPROTO_UDP;
   hints.ai_flags = AI_NUMERICSERV;
-  snprintf(service, sizeof service, "%d", (int)port);
+  (void)snprintf(service, sizeof service, "%d", (int)port);
   rc = getaddrinfo(host, service, &hints, &res);
   if (rc != 0)
     return query_fail(L, &name, "network", "cannot resolve: %s", gai_strerror(rc));
@@ -561,7 +562,7 @@ static int l_sntp_query(lua_State *L) {
     if (lua_istable(L, 5)) {
       lua_getfield(L, 5, name.address);
       if (lua_isstring(L, -1)) {
-        snprintf(refused_code, sizeof refused_code, "%s", lua_tostring(L, -1));
+        (void)snprintf(refused_code, sizeof refused_code, "%s", lua_tostring(L, -1));
         lua_pop(L, 1);
         continue;
       }

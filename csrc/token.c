@@ -65,7 +65,10 @@ static void secret_clear(secret_buf *s) {
 
 static void secret_set(lua_State *L, secret_buf *s, const char *v, size_t n) {
   char *p = malloc(n + 1);
-  if (p == NULL) luaL_error(L, "skewguard.token: out of memory");
+  if (p == NULL) {
+    luaL_error(L, "skewguard.token: out of memory");
+    return; /* not reached: luaL_error does not return */
+  }
   memcpy(p, v, n);
   p[n] = '\0';
   secret_clear(s);
@@ -91,6 +94,11 @@ static void wbuf_free(wbuf *b) {
 
 static void wbuf_add(wbuf *b, const char *s, size_t n) {
   if (b->oom) return;
+  /* Sizes near SIZE_MAX would wrap the sums below: treat them as out of memory. */
+  if (n > SIZE_MAX / 4 - b->n) {
+    b->oom = 1;
+    return;
+  }
   if (b->n + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 128;
     char *p;
@@ -477,7 +485,7 @@ static int l_accept(lua_State *L) {
   t->access_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   sg_fingerprint(access, access_n, t->fingerprint);
   if (refresh != NULL) secret_set(L, &t->refresh, refresh, refresh_n);
-  snprintf(t->token_type, sizeof t->token_type, "%s", "Bearer");
+  (void)snprintf(t->token_type, sizeof t->token_type, "%s", "Bearer");
   t->has_token = 1;
   t->on_monotonic = fabs(now - sg_monotonic()) < 0.5;
   t->issued = t_send;
@@ -714,19 +722,24 @@ static void push_token_headers(lua_State *L, sg_token *t, int basic) {
     wbuf creds = {NULL, 0, 0, 0}, hdr = {NULL, 0, 0, 0};
     char *b64;
     size_t cap;
-    if (t->client_secret.p == NULL) luaL_error(L, "skewguard.token: this grant needs a client_secret");
+    if (t->client_secret.p == NULL) {
+      luaL_error(L, "skewguard.token: this grant needs a client_secret");
+      return; /* not reached */
+    }
     wbuf_add_encoded(&creds, t->client_id.p, t->client_id.n, 1);
     wbuf_add(&creds, ":", 1);
     wbuf_add_encoded(&creds, t->client_secret.p, t->client_secret.n, 1);
     if (creds.oom) {
       wbuf_free(&creds);
       luaL_error(L, "skewguard.token: out of memory");
+      return; /* not reached */
     }
     cap = 4 * ((creds.n + 2) / 3) + 1;
     b64 = malloc(cap);
     if (b64 == NULL) {
       wbuf_free(&creds);
       luaL_error(L, "skewguard.token: out of memory");
+      return; /* not reached */
     }
     sg_b64_encode((const unsigned char *)creds.p, creds.n, b64);
     wbuf_free(&creds);
@@ -861,7 +874,7 @@ static int l_tostring(lua_State *L) {
   sg_fingerprint(t->access.p, t->access.n, fp);
   {
     char line[160];
-    snprintf(line, sizeof line, "%s{%s, %s, fp=%s, %.1fs left, gen=%.0f}", SG_TOKEN_MT,
+    (void)snprintf(line, sizeof line, "%s{%s, %s, fp=%s, %.1fs left, gen=%.0f}", SG_TOKEN_MT,
              t->token_type, state, fp, left, (double)t->generation);
     lua_pushstring(L, line);
   }

@@ -18,7 +18,7 @@ int sg_fail(lua_State *L, const char *kind, const char *fmt, ...) {
   char buf[512];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
+  (void)vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
   lua_pushnil(L);
   lua_pushstring(L, buf);

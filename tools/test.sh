@@ -13,7 +13,7 @@ if [ -z "${SG_SANITIZE:-}" ]; then
   echo "== luacheck"
   # Only the directories that exist yet: luacheck counts a missing one as a failure.
   dirs=""
-  for d in lua spec bin examples bench tools; do [ -e "$d" ] && dirs="$dirs $d"; done
+  for d in lua spec bin examples bench tools fuzz; do [ -e "$d" ] && dirs="$dirs $d"; done
   # shellcheck disable=SC2086
   luacheck -q --no-color $dirs || status=1
 fi

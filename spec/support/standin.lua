@@ -6,6 +6,7 @@
 --   s.url, s.port, s.control_url, s.ca_file (TLS), s.prefix
 --   s:control { api = { kind = "rate_limit", count = 2, retry_after = 1 } }
 --   s:counters(), s:counter("api_429"), s:state(), s:reset(), s:stop()
+--   s:issued() -> { access_tokens = {...}, refresh_tokens = {...}, codes = {...} }
 --   s:request { method = "GET", path = "/api/v2/tokens/me", headers = {...}, body = "..." }
 --   s:token() -> a fresh client-credentials access token
 local http = require "socket.http"
@@ -92,6 +93,8 @@ function Standin:state() return json_call(self, "GET", "/__standin/state") end
 function Standin:counters() return json_call(self, "GET", "/__standin/counters") end
 function Standin:counter(name) return self:counters()[name] or 0 end
 function Standin:reset() return json_call(self, "POST", "/__standin/reset") end
+-- Every access token, refresh token and code issued since the last reset.
+function Standin:issued() return json_call(self, "GET", "/__standin/issued") end
 
 -- LuaSocket's mime.b64 (standard alphabet, padded).
 local function b64(s)

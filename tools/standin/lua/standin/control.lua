@@ -87,6 +87,8 @@ function M.handle()
     return respond.json(200, state.snapshot())
   elseif uri == "/__standin/counters" then
     return respond.json(200, state.counters())
+  elseif uri == "/__standin/issued" then
+    return respond.json(200, tokens.issued())
   elseif uri == "/__standin/control" and method == "POST" then
     local changes, err = read_json()
     local ok
@@ -99,6 +101,7 @@ function M.handle()
     state.init(initial)
     ngx.shared.standin_state:set("initial", cjson.encode(initial))
     tokens.forget_all()
+    tokens.forget_issued()
     return respond.json(200, state.snapshot())
   end
   respond.json(404, { error = "unknown control " .. method .. " " .. uri })

@@ -6,6 +6,7 @@ local state = require "standin.state"
 
 local tokens = ngx.shared.standin_tokens
 local grants = ngx.shared.standin_grants
+local issued = ngx.shared.standin_issued
 
 local JWT_KEY = "standin-test-signing-key"
 local ISSUER = "https://login.standin.invalid/"
@@ -14,6 +15,26 @@ local ISSUER = "https://login.standin.invalid/"
 local KEEP_AFTER_EXPIRY = 3600
 
 local M = {}
+
+-- Every token and code handed out since the last reset, in order, so secrets
+-- audits can look for them in a client's logs and errors (GET /__standin/issued).
+local function remember(kind, value)
+  local n = issued:incr("n", 1, 0)
+  issued:set(n, kind .. " " .. value)
+end
+
+function M.issued()
+  local out = { access_tokens = {}, refresh_tokens = {}, codes = {} }
+  local lists = { access = out.access_tokens, refresh = out.refresh_tokens, code = out.codes }
+  for i = 1, issued:get("n") or 0 do
+    local entry = issued:get(i)
+    local kind, value = (entry or ""):match("^(%S+) (.*)$")
+    if kind then table.insert(lists[kind], value) end
+  end
+  return out
+end
+
+function M.forget_issued() issued:flush_all() end
 
 local function jwt(claims)
   local header = crypto.b64url('{"alg":"HS256","typ":"JWT"}')
@@ -40,6 +61,7 @@ function M.issue(client_id, grant)
     gen = state.get("revoke_generation") or 0,
   }
   tokens:set(token, record, lifetime + KEEP_AFTER_EXPIRY)
+  remember("access", token)
   return token, lifetime
 end
 
@@ -85,6 +107,7 @@ end
 function M.issue_refresh(client_id)
   local refresh = crypto.token(32)
   grants:set("rt:" .. refresh, client_id, 30 * 86400)
+  remember("refresh", refresh)
   return refresh
 end
 
@@ -100,6 +123,7 @@ end
 function M.issue_code(info)
   local code = crypto.token(18)
   grants:set("code:" .. code, cjson.encode(info), 600)
+  remember("code", code)
   return code
 end
 

@@ -1,0 +1,4 @@
+/* skew: see fuzz/lua/skew.lua for what is fed in and what is checked. */
+#include "harness.h"
+
+SG_FUZZ_LUA_TARGET("skew")

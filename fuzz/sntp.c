@@ -1,0 +1,4 @@
+/* sntp: see fuzz/lua/sntp.lua for what is fed in and what is checked. */
+#include "harness.h"
+
+SG_FUZZ_LUA_TARGET("sntp")
