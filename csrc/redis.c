@@ -15,11 +15,37 @@
 
 #define SG_REDIS_READER_MT "skewguard.redis_reader"
 
+/* The most elements an array reply may announce. hiredis 0.14 allocates the element
+ * pointers as soon as it reads the count: without a bound, the 12 bytes
+ * "*311111111\r\n" ask for 2.5 GB. The store's replies have a handful of elements. */
+#define SG_REDIS_MAX_ELEMENTS 65536
+
 typedef struct {
   redisReader *reader; /* NULL once closed */
   size_t buffered;     /* bytes fed since the last complete reply */
   void *held;          /* a reply being converted; freed by close if the conversion raised */
+  /* hiredis's own object functions, with createArray bounded (reader->fn points here) */
+  redisReplyObjectFunctions fns;
+  void *(*create_array)(const redisReadTask *, int);
+  int refused; /* an array count beyond the bound, not memory, stopped the reader */
 } sg_redis_reader;
+
+/* hiredis turns a NULL object into a reader error ("Out of memory"): the reader
+ * then fails with kind "protocol" from this reply on. */
+static void *bounded_array(const redisReadTask *task, int elements) {
+  sg_redis_reader *rr = (sg_redis_reader *)task->privdata;
+  if (elements < 0 || elements > SG_REDIS_MAX_ELEMENTS) {
+    rr->refused = 1;
+    return NULL;
+  }
+  return rr->create_array(task, elements);
+}
+
+static int reader_failed(lua_State *L, const sg_redis_reader *rr) {
+  if (rr->refused)
+    return sg_fail(L, "protocol", "redis reply: an array of more than %d elements", SG_REDIS_MAX_ELEMENTS);
+  return sg_fail(L, "protocol", "redis reply: %s", rr->reader->errstr);
+}
 
 static sg_redis_reader *check_reader(lua_State *L) {
   return (sg_redis_reader *)luaL_checkudata(L, 1, SG_REDIS_READER_MT);
@@ -65,10 +91,16 @@ static int l_reader_new(lua_State *L) {
   rr->reader = NULL;
   rr->buffered = 0;
   rr->held = NULL;
+  rr->refused = 0;
   luaL_getmetatable(L, SG_REDIS_READER_MT);
   lua_setmetatable(L, -2);
   rr->reader = redisReaderCreate();
   if (rr->reader == NULL) return luaL_error(L, "skewguard.redis_reader: out of memory");
+  rr->fns = *rr->reader->fn;
+  rr->create_array = rr->fns.createArray;
+  rr->fns.createArray = bounded_array;
+  rr->reader->fn = &rr->fns;
+  rr->reader->privdata = rr; /* hiredis hands it to every read task */
   return 1;
 }
 
@@ -77,9 +109,9 @@ static int l_reader_feed(lua_State *L) {
   sg_redis_reader *rr = open_reader(L);
   size_t n;
   const char *bytes = luaL_checklstring(L, 2, &n);
-  if (rr->reader->err) return sg_fail(L, "protocol", "redis reply: %s", rr->reader->errstr);
+  if (rr->reader->err) return reader_failed(L, rr);
   if (redisReaderFeed(rr->reader, bytes, n) != REDIS_OK)
-    return sg_fail(L, "protocol", "redis reply: %s", rr->reader->errstr);
+    return reader_failed(L, rr);
   rr->buffered += n;
   lua_pushboolean(L, 1);
   return 1;
@@ -131,7 +163,7 @@ static int l_reader_reply(lua_State *L) {
     rr->held = NULL;
   }
   if (redisReaderGetReply(rr->reader, &reply) != REDIS_OK)
-    return sg_fail(L, "protocol", "redis reply: %s", rr->reader->errstr);
+    return reader_failed(L, rr);
   if (reply == NULL) return 0;
   rr->buffered = 0;
   if (((redisReply *)reply)->type == REDIS_REPLY_ERROR) {
