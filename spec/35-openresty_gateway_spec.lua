@@ -37,18 +37,6 @@ local function log_lines(g, level, message)
   return found
 end
 
-local function wrk(port, connections, seconds)
-  local script = nginx.repo .. "/spec/support/wrk_status.lua"
-  local p = assert(io.popen(("env -u LD_PRELOAD wrk -t2 -c%d -d%ds --timeout 10s -s %s http://127.0.0.1:%d%s 2>&1")
-    :format(connections, seconds, nginx.sh_quote(script), port, "/api/v2/organizations/me")))
-  local out = p:read("*a")
-  p:close()
-  local statuses = {}
-  for code, n in out:gmatch("status (%d+) (%d+)") do statuses[tonumber(code)] = tonumber(n) end
-  local errs = {}
-  for k, v in out:gmatch("(%a+)=(%d+)") do errs[k] = tonumber(v) end
-  return statuses, errs, out
-end
 
 describe("OpenResty gateway example (2 workers, shared token)", function()
   local s, g
@@ -124,7 +112,7 @@ describe("OpenResty gateway example (2 workers, shared token)", function()
     local period = LIFETIME - 1.8
     s:control({ reset_counters = true })
     local t0 = socket.gettime()
-    local statuses, errs, out = wrk(g.port, 200, 15)
+    local statuses, errs, out = gateway.wrk(g.port, 200, 15)
     local elapsed = socket.gettime() - t0
     local counters = s:counters()
     local ok = statuses[200] or 0

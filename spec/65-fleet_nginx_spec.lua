@@ -6,7 +6,6 @@
 -- workers and the script renewing on their own would need about three times as many.
 local cjson = require "cjson"
 local core = require "skewguard.core"
-local nginx = require "support.nginx"
 local gateway = require "support.gateway"
 local standin = require "support.standin"
 local redis_server = require "support.redis_server"
@@ -15,18 +14,6 @@ local fleet = require "support.fleet"
 local LIFETIME = 6
 local MIN_PERIOD = 2
 
-local function wrk(port, connections, seconds)
-  local script = nginx.repo .. "/spec/support/wrk_status.lua"
-  local p = assert(io.popen(("env -u LD_PRELOAD wrk -t1 -c%d -d%ds --timeout 10s -s %s http://127.0.0.1:%d%s 2>&1")
-    :format(connections, seconds, nginx.sh_quote(script), port, "/api/v2/organizations/me")))
-  local out = p:read("*a")
-  p:close()
-  local statuses = {}
-  for code, n in out:gmatch("status (%d+) (%d+)") do statuses[tonumber(code)] = tonumber(n) end
-  local errs = {}
-  for k, v in out:gmatch("(%a+)=(%d+)") do errs[k] = tonumber(v) end
-  return statuses, errs, out
-end
 
 describe("fleet in nginx: gateway (2 workers) and a script sharing one token through Redis", function()
   local rs, s, g, f
@@ -51,7 +38,7 @@ describe("fleet in nginx: gateway (2 workers) and a script sharing one token thr
     fleet.sleep_until(group.start_at)
     s:control({ reset_counters = true })
     local t0 = core.monotonic()
-    local statuses, errs, out = wrk(g.port, 4, duration)
+    local statuses, errs, out = gateway.wrk(g.port, 4, duration, 1)
     local reports = f:wait(group)
     local counters = s:counters()
     local window = core.monotonic() - t0

@@ -45,4 +45,19 @@ function M.start(opts)
   })
 end
 
+--- Loads the gateway with wrk (GET /api/v2/organizations/me) and returns the
+-- response counts by status, wrk's socket errors, and its whole output.
+function M.wrk(port, connections, seconds, threads)
+  local script = nginx.repo .. "/spec/support/wrk_status.lua"
+  local p = assert(io.popen(("env -u LD_PRELOAD wrk -t%d -c%d -d%ds --timeout 10s -s %s http://127.0.0.1:%d%s 2>&1")
+    :format(threads or 2, connections, seconds, nginx.sh_quote(script), port, "/api/v2/organizations/me")))
+  local out = p:read("*a")
+  p:close()
+  local statuses = {}
+  for code, n in out:gmatch("status (%d+) (%d+)") do statuses[tonumber(code)] = tonumber(n) end
+  local errs = {}
+  for k, v in out:gmatch("(%a+)=(%d+)") do errs[k] = tonumber(v) end
+  return statuses, errs, out
+end
+
 return M
