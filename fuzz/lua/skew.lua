@@ -11,38 +11,7 @@ local BASE = 1700000000
 local SOURCES = { "date", "sntp", "jwt_iat", "interval", "a", "b", "c", "d" }
 local WHICH = { "mid", "early", "late" }
 
-local function reader(s)
-  local pos = 1
-  local r = {}
-  function r.left() return #s - pos + 1 end
-  function r.byte()
-    local b = s:byte(pos) or 0
-    pos = pos + 1
-    return b
-  end
-  function r.int(nbytes) -- signed, little-endian
-    local v = 0
-    for i = 0, nbytes - 1 do v = v + r.byte() * 256 ^ i end
-    local half = 256 ^ nbytes / 2
-    if v >= half then v = v - 2 * half end
-    return v
-  end
-  function r.str(max)
-    local n = r.byte() % (max + 1)
-    local out = s:sub(pos, pos + n - 1)
-    pos = pos + n
-    return out
-  end
-  function r.double()
-    local chunk = s:sub(pos, pos + 7)
-    pos = pos + 8
-    if #chunk < 8 then return 0 end
-    local v = string.unpack("<d", chunk)
-    if v ~= v or v == math.huge or v == -math.huge then return 0 end
-    return v
-  end
-  return r
-end
+local reader = require("bytes").reader
 
 local function check_interval(est, now)
   local lo, hi = est:bounds(now)
@@ -98,7 +67,7 @@ return function(input)
         lo = r.int(3) / 100
         hi = lo + r.byte() / 100
       else
-        lo, hi = r.double(), r.double()
+        lo, hi = r.finite(), r.finite()
         if lo > hi then lo, hi = hi, lo end
       end
       assert(est:observe_interval(lo, hi, SOURCES[r.byte() % 8 + 1], now))

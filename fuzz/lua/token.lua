@@ -138,25 +138,7 @@ local function via_manager(status, body, date)
 end
 
 local function reader(s)
-  local pos = 1
-  local r = {}
-  function r.byte()
-    local b = s:byte(pos) or 0
-    pos = pos + 1
-    return b
-  end
-  function r.str(max)
-    local n = r.byte() % (max + 1)
-    local out = s:sub(pos, pos + n - 1)
-    pos = pos + n
-    return out
-  end
-  function r.double()
-    local chunk = s:sub(pos, pos + 7)
-    pos = pos + 8
-    if #chunk < 8 then return 0 end
-    return (string.unpack("<d", chunk))
-  end
+  local r = require("bytes").reader(s)
   function r.value()
     local kind = r.byte() % 8
     if kind == 0 then return nil
